@@ -20,7 +20,7 @@ pub mod text;
 pub use account::{Account, AccountId, AccountName, Email, Role, Roles};
 pub use error::{Refusal, RefusalKind};
 pub use lifecycle::{Command, Context, State, Transition, Verb};
-pub use log::{ChainBreak, LOG_FORMAT, LogDraft, LogEntry};
+pub use log::{ChainBreak, ChainHead, ChainSummary, ChainVerifier, LOG_FORMAT, LogDraft, LogEntry};
 pub use policy::{PolicySettings, PolicyVersion};
 pub use request::{RequestId, UpdateRequest};
 pub use system::{System, SystemId};

@@ -18,6 +18,19 @@ pub const LOG_FORMAT: u32 = 1;
 /// The `prev_hash` of the first entry: 32 zero bytes, hex-encoded.
 pub const GENESIS_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
+/// The newest entry of a chain, or the genesis before the first entry.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChainHead {
+    pub seq: i64,
+    pub hash: String,
+}
+
+impl ChainHead {
+    pub fn genesis() -> Self {
+        Self { seq: 0, hash: GENESIS_HASH.to_owned() }
+    }
+}
+
 /// What the caller knows of an entry before it is placed in the chain.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LogDraft {
@@ -53,14 +66,10 @@ pub struct LogEntry {
 }
 
 impl LogEntry {
-    /// Seals `draft` as the entry after `previous` (or as the first entry).
-    pub fn seal(draft: LogDraft, previous: Option<&LogEntry>) -> LogEntry {
-        let (seq, prev_hash) = match previous {
-            Some(previous) => (previous.seq + 1, previous.hash.clone()),
-            None => (1, GENESIS_HASH.to_owned()),
-        };
+    /// Seals `draft` as the entry after `head`.
+    pub fn seal(draft: LogDraft, head: &ChainHead) -> LogEntry {
         let mut entry = LogEntry {
-            seq,
+            seq: head.seq + 1,
             format: LOG_FORMAT,
             at: truncate_to_micros(draft.at),
             actor: draft.actor,
@@ -71,11 +80,16 @@ impl LogEntry {
             state_after: draft.state_after,
             details: canonical_json(&draft.details),
             policy_version: draft.policy_version,
-            prev_hash,
+            prev_hash: head.hash.clone(),
             hash: String::new(),
         };
         entry.hash = entry.compute_hash();
         entry
+    }
+
+    /// This entry as the head of its chain.
+    pub fn head(&self) -> ChainHead {
+        ChainHead { seq: self.seq, hash: self.hash.clone() }
     }
 
     /// The canonical encoding that the hash covers.
@@ -162,7 +176,7 @@ pub struct ChainBreak {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ChainSummary {
     pub entries: u64,
-    pub head: Option<(i64, String)>,
+    pub head: ChainHead,
 }
 
 /// Checks entries in the order they are stored (by sequence number).
@@ -212,8 +226,8 @@ impl ChainVerifier {
     }
 
     pub fn finish(self) -> ChainSummary {
-        let head = self.prev_hash.map(|hash| (self.expected_seq - 1, hash));
-        ChainSummary { entries: self.entries, head }
+        let hash = self.prev_hash.unwrap_or_else(|| GENESIS_HASH.to_owned());
+        ChainSummary { entries: self.entries, head: ChainHead { seq: self.expected_seq - 1, hash } }
     }
 }
 
@@ -249,8 +263,10 @@ mod tests {
 
     fn chain(n: i64) -> Vec<LogEntry> {
         let mut out: Vec<LogEntry> = Vec::new();
+        let mut head = ChainHead::genesis();
         for i in 0..n {
-            let entry = LogEntry::seal(draft("submit", i), out.last());
+            let entry = LogEntry::seal(draft("submit", i), &head);
+            head = entry.head();
             out.push(entry);
         }
         out
@@ -258,7 +274,7 @@ mod tests {
 
     #[test]
     fn canonical_encoding_format_1_is_stable() {
-        let entry = LogEntry::seal(draft("submit", 0), None);
+        let entry = LogEntry::seal(draft("submit", 0), &ChainHead::genesis());
         let text = String::from_utf8(entry.canonical_encoding()).unwrap();
         let expected = "patchwarden-log 1\nseq:1:1\nformat:1:1\nat:27:2027-01-15T08:00:00.000000Z\nactor:5:alice\naction:6:submit\nrequest:1:1\nsystem:1:1\nstate_before:5:draft\nstate_after:9:submitted\ndetails:27:{\"a\":[{\"y\":2,\"z\":1}],\"b\":1}\npolicy_version:1:1\nprev_hash:64:0000000000000000000000000000000000000000000000000000000000000000\n";
         assert_eq!(text, expected);
@@ -271,7 +287,7 @@ mod tests {
         let entries = chain(5);
         let summary = verify_chain(&entries).unwrap();
         assert_eq!(summary.entries, 5);
-        assert_eq!(summary.head.unwrap().0, 5);
+        assert_eq!(summary.head.seq, 5);
     }
 
     #[test]
