@@ -86,6 +86,11 @@ impl Roles {
         Ok(Self(roles))
     }
 
+    /// A set holding one role, which is always valid.
+    pub fn only(role: Role) -> Self {
+        Self(BTreeSet::from([role]))
+    }
+
     /// Parses a comma-separated list such as `owner,operator`.
     pub fn parse_list(list: &str) -> Result<Self, String> {
         let roles = list
@@ -148,6 +153,13 @@ impl AccountName {
 
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+}
+
+impl AccountName {
+    /// The name of the first account of every installation.
+    pub fn admin() -> Self {
+        Self("admin".to_owned())
     }
 }
 
