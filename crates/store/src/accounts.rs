@@ -17,6 +17,18 @@ pub struct NewAccount {
     pub roles: Roles,
 }
 
+impl NewAccount {
+    /// The first account of a new installation.
+    pub fn admin() -> Self {
+        Self {
+            name: AccountName::admin(),
+            email: None,
+            position: Some("administrator".to_owned()),
+            roles: Roles::only(patchwarden_core::Role::Admin),
+        }
+    }
+}
+
 pub(crate) const ACCOUNT_COLUMNS: &str = "id, name, email, position, roles";
 
 pub(crate) fn account_from_row(row: &AnyRow) -> StoreResult<Account> {

@@ -10,6 +10,7 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
 mod accounts;
+mod credentials;
 mod error;
 mod log;
 mod migrate;
@@ -27,6 +28,7 @@ use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{Any, AnyPool, Executor, Transaction};
 
 pub use accounts::NewAccount;
+pub use credentials::{Redemption, TokenInfo};
 pub use error::{StoreError, StoreResult};
 pub use log::{LogFilter, LogVerification};
 pub use requests::RequestFilter;
