@@ -446,7 +446,8 @@ fn not_now(request: &UpdateRequest, verb: Verb) -> Refusal {
 
 // Authorisation: roles and the separation of duties.
 
-fn refuse_admin_and_auditor(actor: &Account) -> Result<(), Refusal> {
+/// Refuses admins and auditors, who never act on a request.
+pub fn refuse_admin_and_auditor(actor: &Account) -> Result<(), Refusal> {
     if actor.has(Role::Admin) {
         return Err(Refusal::forbidden(format!(
             "'{}' is an admin: an admin never acts on an update request",

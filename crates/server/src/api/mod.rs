@@ -1,0 +1,7 @@
+//! The API's handlers, one module per noun.
+
+pub mod accounts;
+pub mod log;
+pub mod policy;
+pub mod requests;
+pub mod systems;

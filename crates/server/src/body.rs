@@ -1,0 +1,56 @@
+//! Request bodies: read within the size limit and parsed as JSON, with every
+//! failure answered as the client's mistake (413 or 422) naming what was wrong.
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, Request};
+use axum::http::StatusCode;
+use serde::de::DeserializeOwned;
+
+use crate::AppState;
+use crate::error::ApiError;
+
+/// A body not yet parsed, so that a handler can check who is calling and
+/// whether the target exists before it judges the body.
+#[derive(Debug)]
+pub struct RawBody(pub Bytes);
+
+impl FromRequest<AppState> for RawBody {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
+        match Bytes::from_request(req, state).await {
+            Ok(bytes) => Ok(Self(bytes)),
+            Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+                Err(ApiError::TooLarge(format!(
+                    "the request body is larger than the limit of {} bytes",
+                    state.settings.body_limit_bytes
+                )))
+            }
+            Err(rejection) => {
+                Err(ApiError::invalid(format!("the request body could not be read: {rejection}")))
+            }
+        }
+    }
+}
+
+impl RawBody {
+    /// Parses the body as `T`; an empty body reads as `{}`.
+    pub fn parse<T: DeserializeOwned>(&self) -> Result<T, ApiError> {
+        let bytes: &[u8] = if self.0.iter().all(u8::is_ascii_whitespace) { b"{}" } else { &self.0 };
+        serde_json::from_slice(bytes)
+            .map_err(|err| ApiError::invalid(format!("the request body is not valid: {err}")))
+    }
+}
+
+/// A JSON body parsed at once.
+#[derive(Debug)]
+pub struct JsonBody<T>(pub T);
+
+impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
+        let raw = RawBody::from_request(req, state).await?;
+        raw.parse().map(JsonBody)
+    }
+}
