@@ -22,11 +22,18 @@ pub enum StoreError {
     /// Stored data does not read back as it was written.
     #[error("stored data is inconsistent: {0}")]
     Integrity(String),
+    /// The driver's error, shown in full here and not repeated as a source.
     #[error("database error: {0}")]
-    Database(#[from] sqlx::Error),
+    Database(sqlx::Error),
     /// A fault injected by a test between two writes of one transaction.
     #[error("injected fault at {0}")]
     InjectedFault(&'static str),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(err: sqlx::Error) -> Self {
+        Self::Database(err)
+    }
 }
 
 impl StoreError {

@@ -25,7 +25,7 @@ use std::time::Duration;
 
 use jiff::Timestamp;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
-use sqlx::{Any, AnyPool, Executor, Transaction};
+use sqlx::{Any, AnyConnection, AnyPool, Connection, Executor, Transaction};
 
 pub use accounts::NewAccount;
 pub use credentials::{Redemption, TokenInfo};
@@ -87,6 +87,14 @@ impl DatabaseUrl {
     }
 }
 
+/// How a store may touch its database.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Access {
+    ReadWrite(Create),
+    /// Read only: nothing is created, migrated or switched to WAL.
+    ReadOnly,
+}
+
 /// Where a test wants a transaction to fail.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FaultPoint {
@@ -109,7 +117,7 @@ impl Store {
     /// Opens the database, creating a SQLite file only with `Create::IfMissing`,
     /// and brings its schema up to date.
     pub async fn open(url: &str, create: Create) -> StoreResult<Self> {
-        let store = Self::connect(url, create).await?;
+        let store = Self::connect(url, Access::ReadWrite(create)).await?;
         migrate::run(&store.pool, store.backend).await?;
         Ok(store)
     }
@@ -117,10 +125,14 @@ impl Store {
     /// Opens an existing database as it is, without migrating it: for offline
     /// checks that must not change what they check.
     pub async fn open_as_is(url: &str) -> StoreResult<Self> {
-        Self::connect(url, Create::Never).await
+        Self::connect(url, Access::ReadOnly).await
     }
 
-    async fn connect(url: &str, create: Create) -> StoreResult<Self> {
+    async fn connect(url: &str, access: Access) -> StoreResult<Self> {
+        let create = match access {
+            Access::ReadWrite(create) => create,
+            Access::ReadOnly => Create::Never,
+        };
         sqlx::any::install_default_drivers();
         let parsed = DatabaseUrl::parse(url)?;
         let backend = parsed.backend();
@@ -132,23 +144,34 @@ impl Store {
                         path.display()
                     )));
                 }
-                let mode = if create == Create::IfMissing { "rwc" } else { "rw" };
+                let mode = match access {
+                    Access::ReadOnly => "ro",
+                    Access::ReadWrite(Create::IfMissing) => "rwc",
+                    Access::ReadWrite(Create::Never) => "rw",
+                };
                 format!("sqlite://{}?mode={mode}", path.display())
             }
             DatabaseUrl::Postgres(url) => url.clone(),
         };
         let options = AnyConnectOptions::from_str(&sqlx_url)
             .map_err(|err| StoreError::Invalid(format!("database URL is invalid: {err}")))?;
+        // One direct attempt first, so that a refused connection or a missing
+        // database is reported at once with the server's own words, instead
+        // of as a pool timeout after retries.
+        AnyConnection::connect_with(&options).await?.close().await?;
+        let read_only = access == Access::ReadOnly;
         let pool = AnyPoolOptions::new()
             .max_connections(8)
             .acquire_timeout(BUSY_TIMEOUT * 2)
             .after_connect(move |conn, _| {
                 Box::pin(async move {
-                    if backend == Backend::Sqlite {
+                    if backend == Backend::Sqlite && !read_only {
                         conn.execute("PRAGMA journal_mode = WAL").await?;
                         conn.execute("PRAGMA foreign_keys = ON").await?;
                         conn.execute("PRAGMA busy_timeout = 10000").await?;
                         conn.execute("PRAGMA synchronous = NORMAL").await?;
+                    } else if backend == Backend::Sqlite {
+                        conn.execute("PRAGMA busy_timeout = 10000").await?;
                     } else {
                         conn.execute("SET lock_timeout = '10s'").await?;
                     }

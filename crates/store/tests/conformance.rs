@@ -290,3 +290,39 @@ async fn sqlite_runs_in_wal_mode_with_foreign_keys() {
     .unwrap_err();
     assert!(err.contains("FOREIGN KEY"), "{err}");
 }
+
+#[tokio::test]
+async fn opening_as_is_changes_nothing_in_the_file() {
+    let db = TestDb::sqlite();
+    let store = db.open().await;
+    let _cast = cast(&store).await;
+    store.close().await;
+    let path = std::path::PathBuf::from(db.url.trim_start_matches("sqlite:"));
+    let wal = path.with_extension("db-wal");
+    let _ = std::fs::remove_file(&wal);
+    let before = std::fs::read(&path).unwrap();
+
+    let reader = Store::open_as_is(&db.url).await.unwrap();
+    assert!(reader.verify_log().await.unwrap().is_intact());
+    reader.close().await;
+    assert_eq!(std::fs::read(&path).unwrap(), before);
+
+    // A file that is not a Patchwarden database stays as it was too.
+    let empty = path.with_file_name("empty.db");
+    std::fs::write(&empty, b"").unwrap();
+    let reader = Store::open_as_is(&format!("sqlite:{}", empty.display())).await.unwrap();
+    assert!(reader.verify_log().await.is_err());
+    reader.close().await;
+    assert_eq!(std::fs::metadata(&empty).unwrap().len(), 0);
+}
+
+#[tokio::test]
+async fn an_unreachable_postgres_is_reported_at_once_with_its_cause() {
+    // Port 1 on loopback: nothing listens there, so the connection is refused.
+    let err = Store::open("postgres://postgres@127.0.0.1:1/postgres", Create::IfMissing)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("refused") || err.contains("Connection"), "{err}");
+    assert!(!err.contains("pool timed out"), "{err}");
+}
