@@ -48,6 +48,13 @@ impl SystemName {
     }
 }
 
+impl SystemName {
+    /// The name given to a machine's own system when its host name will not do.
+    pub fn this_machine() -> Self {
+        Self("this-machine".to_owned())
+    }
+}
+
 impl TryFrom<String> for SystemName {
     type Error = String;
 

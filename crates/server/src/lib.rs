@@ -17,6 +17,7 @@ pub mod instant;
 pub mod routes;
 pub mod secrets;
 pub mod tls;
+pub mod up;
 pub mod views;
 
 use std::net::SocketAddr;
