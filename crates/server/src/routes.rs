@@ -241,6 +241,10 @@ pub fn table() -> Vec<Route> {
             .body(request_fields(&["system"], true))
             .handler(post(requests::create)),
         route(Method::GET, "/api/v1/requests/{id}", "request_show", "one update request", "requests").handler(get(requests::show)),
+        route(Method::GET, "/api/v1/requests/{id}/problems", "request_problems", "the problems found on a request", "requests")
+            .handler(get(requests::problems)),
+        route(Method::GET, "/api/v1/requests/{id}/decisions", "request_decisions", "the decisions taken on a request", "requests")
+            .handler(get(requests::decisions)),
         route(Method::GET, "/api/v1/policy", "policy_show", "the policy version in force", "policy").handler(get(policy::show)),
         route(Method::GET, "/api/v1/policy/history", "policy_history", "every policy version", "policy").handler(get(policy::history)),
         route(Method::POST, "/api/v1/policy", "policy_change", "change settings, making a new policy version (admin)", "policy")

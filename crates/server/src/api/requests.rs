@@ -371,6 +371,32 @@ pub async fn show(
     Ok(Json(json!({ "request": request_view(&state, &request).await? })))
 }
 
+/// `GET /api/v1/requests/{id}/problems`: the problems found, in order.
+pub async fn problems(
+    State(state): State<AppState>,
+    _caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let request = state.store.request(request_id(&id)?).await?;
+    let view = request_view(&state, &request).await?;
+    Ok(Json(json!({ "request": request.id, "problems": view["problems"] })))
+}
+
+/// `GET /api/v1/requests/{id}/decisions`: the decisions taken, and one half-taken.
+pub async fn decisions(
+    State(state): State<AppState>,
+    _caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let request = state.store.request(request_id(&id)?).await?;
+    let view = request_view(&state, &request).await?;
+    Ok(Json(json!({
+        "request": request.id,
+        "decisions": view["decisions"],
+        "pending_decision": view["pending_decision"],
+    })))
+}
+
 /// `POST /api/v1/requests/{id}/{verb}` for one verb.
 pub async fn apply(
     state: AppState,
