@@ -1,9 +1,11 @@
-//! Request bodies: read within the size limit and parsed as JSON, with every
-//! failure answered as the client's mistake (413 or 422) naming what was wrong.
+//! Request bodies and query strings: read within the size limit and parsed,
+//! with every failure answered as the client's mistake (413 or 422, in the
+//! API's JSON error shape) naming what was wrong.
 
 use axum::body::Bytes;
-use axum::extract::{FromRequest, Request};
+use axum::extract::{FromRequest, FromRequestParts, Query, Request};
 use axum::http::StatusCode;
+use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
 
 use crate::AppState;
@@ -52,5 +54,21 @@ impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
     async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
         let raw = RawBody::from_request(req, state).await?;
         raw.parse().map(JsonBody)
+    }
+}
+
+/// A query string parsed as `T`; unknown or malformed parameters are 422.
+#[derive(Debug)]
+pub struct QueryParams<T>(pub T);
+
+impl<T: DeserializeOwned> FromRequestParts<AppState> for QueryParams<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &AppState) -> Result<Self, Self::Rejection> {
+        Query::<T>::try_from_uri(&parts.uri).map(|Query(params)| Self(params)).map_err(|err| {
+            let text = err.body_text();
+            let reason = text.strip_prefix("Failed to deserialize query string: ").unwrap_or(&text);
+            ApiError::invalid(format!("the query string is not valid: {reason}"))
+        })
     }
 }

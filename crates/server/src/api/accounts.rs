@@ -13,7 +13,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::auth::Caller;
-use crate::body::JsonBody;
+use crate::body::{JsonBody, RawBody};
 use crate::error::{ApiError, ApiResult};
 use crate::{AppState, Peer, secrets, views};
 
@@ -52,9 +52,10 @@ async fn invite(
 pub async fn create(
     State(state): State<AppState>,
     caller: Caller,
-    JsonBody(body): JsonBody<CreateAccountBody>,
+    raw: RawBody,
 ) -> ApiResult<Json<Value>> {
     caller.require_any(&[Role::Admin], "create accounts")?;
+    let body: CreateAccountBody = raw.parse()?;
     let name = AccountName::parse(&body.name).map_err(|m| ApiError::invalid_field("name", m))?;
     let roles = match &body.roles {
         RolesBody::List(list) => Roles::parse_list(&list.join(",")),

@@ -1,7 +1,7 @@
 //! The control log over HTTP: entries, the chain check, and exports.
 
 use axum::Json;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use patchwarden_core::LogEntry;
@@ -11,6 +11,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::auth::Caller;
+use crate::body::QueryParams;
 use crate::error::{ApiError, ApiResult};
 use crate::{AppState, views};
 
@@ -28,7 +29,7 @@ const MAX_PAGE: i64 = 10_000;
 pub async fn show(
     State(state): State<AppState>,
     _caller: Caller,
-    Query(query): Query<LogQuery>,
+    QueryParams(query): QueryParams<LogQuery>,
 ) -> ApiResult<Json<Value>> {
     let limit = query.limit.unwrap_or(1000);
     if !(1..=MAX_PAGE).contains(&limit) {
@@ -96,7 +97,7 @@ fn csv_row(entry: &LogEntry) -> String {
 pub async fn export(
     State(state): State<AppState>,
     _caller: Caller,
-    Query(query): Query<ExportQuery>,
+    QueryParams(query): QueryParams<ExportQuery>,
 ) -> ApiResult<Response> {
     let format = query.format.as_deref().unwrap_or("json");
     let filter = LogFilter { request: query.request, ..LogFilter::default() };

@@ -10,7 +10,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use crate::auth::Caller;
-use crate::body::JsonBody;
+use crate::body::RawBody;
 use crate::error::{ApiError, ApiResult};
 use crate::{AppState, instant};
 
@@ -68,9 +68,10 @@ pub fn apply_settings(
 pub async fn change(
     State(state): State<AppState>,
     caller: Caller,
-    JsonBody(body): JsonBody<ChangeBody>,
+    raw: RawBody,
 ) -> ApiResult<Json<Value>> {
     caller.require_any(&[Role::Admin], "change the policy")?;
+    let body: ChangeBody = raw.parse()?;
     if body.set.is_empty() {
         return Err(ApiError::invalid_field("set", "name at least one setting to change"));
     }

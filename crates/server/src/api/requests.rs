@@ -6,7 +6,7 @@
 //! 409) inside the store's transaction.
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use patchwarden_core::lifecycle::{self, Command, WorkReport};
 use patchwarden_core::request::{
     Criticality, DecisionKind, NewProblem, PackageTarget, PlanInput, RequestFields,
@@ -19,7 +19,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::auth::Caller;
-use crate::body::{JsonBody, RawBody};
+use crate::body::{QueryParams, RawBody};
 use crate::error::{ApiError, ApiResult};
 use crate::{AppState, instant, views};
 
@@ -307,9 +307,10 @@ async fn request_view(
 pub async fn create(
     State(state): State<AppState>,
     caller: Caller,
-    JsonBody(body): JsonBody<CreateBody>,
+    raw: RawBody,
 ) -> ApiResult<Json<Value>> {
     caller.require_any(&[Role::SecurityOfficer], "file update requests")?;
+    let body: CreateBody = raw.parse()?;
     let system = state.store.system_by_name(&body.system).await.map_err(|err| match err {
         patchwarden_store::StoreError::NotFound(message) => {
             ApiError::invalid_field("system", message)
@@ -336,7 +337,7 @@ pub struct ListQuery {
 pub async fn list(
     State(state): State<AppState>,
     _caller: Caller,
-    Query(query): Query<ListQuery>,
+    QueryParams(query): QueryParams<ListQuery>,
 ) -> ApiResult<Json<Value>> {
     let system = match &query.system {
         Some(name) => Some(state.store.system_by_name(name).await?.id),

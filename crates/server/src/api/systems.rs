@@ -8,7 +8,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::auth::Caller;
-use crate::body::JsonBody;
+use crate::body::RawBody;
 use crate::error::{ApiError, ApiResult};
 use crate::{AppState, instant, views};
 
@@ -42,9 +42,10 @@ async fn id_of(
 pub async fn create(
     State(state): State<AppState>,
     caller: Caller,
-    JsonBody(body): JsonBody<CreateSystemBody>,
+    raw: RawBody,
 ) -> ApiResult<Json<Value>> {
     caller.require_any(&[Role::SecurityOfficer], "create systems")?;
+    let body: CreateSystemBody = raw.parse()?;
     let name = SystemName::parse(&body.name).map_err(|m| ApiError::invalid_field("name", m))?;
     let zone = body.time_zone.as_deref().unwrap_or("UTC");
     let time_zone =
