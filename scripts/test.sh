@@ -8,9 +8,11 @@ cd "$(dirname "$0")/.."
 say() { printf '\n==> %s\n' "$*"; }
 
 # Debian packages the tests call: sqlite3 and psql for tamper tests,
-# PostgreSQL itself where the machine has none.
+# PostgreSQL itself where the machine has none, libfaketime to move a served
+# process's clock past notice periods.
 need=()
 command -v sqlite3 >/dev/null || need+=(sqlite3)
+[ -e /usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1 ] || need+=(faketime)
 command -v psql >/dev/null || need+=(postgresql-client)
 command -v pg_ctlcluster >/dev/null || command -v pg_isready >/dev/null || need+=(postgresql)
 if [ "${#need[@]}" -gt 0 ]; then

@@ -17,7 +17,7 @@ use patchwarden_core::request::{PackageTarget, PlanInput, RequestFields};
 use patchwarden_core::system::{NewSystem, SystemName, TimeZoneName};
 use patchwarden_core::text::Text;
 use patchwarden_core::{
-    Account, AccountId, AccountName, Email, LogEntry, RequestId, Role, Roles, System,
+    Account, AccountId, AccountName, Email, LogEntry, RequestId, Role, Roles, State, System,
 };
 use patchwarden_store::{NewAccount, RequestFilter, Store, StoreError};
 
@@ -49,7 +49,7 @@ const DEPUTY: &str = "dora";
 const OPERATOR: &str = "pat";
 
 pub async fn run(args: &DemoArgs, now: Timestamp) -> anyhow::Result<Outcome> {
-    let url = &args.database.url;
+    let url = &args.url;
     let shown = redact(url);
     let start = whole_second(now);
     let mut out = render::Unstoppable::new(render::stdout());
@@ -240,7 +240,7 @@ impl<W: Write> Demo<'_, W> {
     fn print_step(&mut self, number: usize, says: &str, entry: &LogEntry) -> anyhow::Result<()> {
         let moved = match (entry.state_before, entry.state_after) {
             (Some(before), Some(after)) if before == after => format!("stays {after}"),
-            (before, after) => render::states(before, after),
+            (before, after) => render::states(before.map(State::as_str), after.map(State::as_str)),
         };
         writeln!(self.out, "  {number:>2}. {says}")?;
         writeln!(

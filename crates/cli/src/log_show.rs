@@ -1,5 +1,5 @@
 //! `patchwarden log show`: prints the control log's entries in sequence order,
-//! offline, straight from the database.
+//! through the server, or offline straight from the database with `--database`.
 //!
 //! It shows what is stored, whether or not the chain verifies (that is `log
 //! verify`'s question). Entries are read a page at a time, so a long log
@@ -11,9 +11,10 @@ use std::io::Write;
 use patchwarden_core::log::format_instant;
 use patchwarden_core::{LogEntry, State};
 use patchwarden_store::{LogFilter, Store};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-use crate::args::{Output, ShowArgs};
+use crate::args::{ExportArgs, ExportFormat, Output, ShowArgs};
+use crate::client::Api;
 use crate::database::{explain, open_as_is};
 use crate::{Outcome, render};
 
@@ -21,15 +22,42 @@ use crate::{Outcome, render};
 const PAGE: i64 = 500;
 
 pub async fn run(args: &ShowArgs) -> anyhow::Result<Outcome> {
-    let url = &args.database.url;
+    let Some(url) = &args.database.url else { return through_server(args).await };
     let store = open_as_is(url).await?;
-    let shown = show(&store, args).await;
+    let shown = show(&store, url, args).await;
     store.close().await;
     shown.map(|()| Outcome::Done)
 }
 
-async fn show(store: &Store, args: &ShowArgs) -> anyhow::Result<()> {
-    let url = &args.database.url;
+async fn through_server(args: &ShowArgs) -> anyhow::Result<Outcome> {
+    let api = Api::new(&args.server)?;
+    let mut out = render::stdout();
+    let mut printer = Printer { output: args.output, shown: 0 };
+    printer.start(&mut out)?;
+    let mut after_seq = 0;
+    loop {
+        let mut path = format!("/api/v1/log?after={after_seq}&limit={PAGE}");
+        if let Some(request) = args.request {
+            path.push_str(&format!("&request={request}"));
+        }
+        let answer = api.get(&path).await?;
+        let page: Vec<EntryJson> =
+            serde_json::from_value(answer["entries"].clone()).map_err(|err| {
+                anyhow::anyhow!("the server's log entries are not as expected: {err}")
+            })?;
+        for entry in &page {
+            printer.entry(&mut out, entry)?;
+        }
+        match page.last() {
+            Some(last) if i64::try_from(page.len()) == Ok(PAGE) => after_seq = last.seq,
+            _ => break,
+        }
+    }
+    printer.finish(&mut out, args.request)?;
+    Ok(Outcome::Done)
+}
+
+async fn show(store: &Store, url: &str, args: &ShowArgs) -> anyhow::Result<()> {
     let mut out = render::stdout();
     let mut printer = Printer { output: args.output, shown: 0 };
     printer.start(&mut out)?;
@@ -41,7 +69,7 @@ async fn show(store: &Store, args: &ShowArgs) -> anyhow::Result<()> {
             .await
             .map_err(|err| explain(err, url, "cannot read the control log of"))?;
         for entry in &page {
-            printer.entry(&mut out, entry)?;
+            printer.entry(&mut out, &EntryJson::from(entry))?;
         }
         match page.last() {
             Some(last) if i64::try_from(page.len()) == Ok(PAGE) => after_seq = Some(last.seq),
@@ -65,7 +93,7 @@ impl Printer {
         }
     }
 
-    fn entry(&mut self, out: &mut impl Write, entry: &LogEntry) -> std::io::Result<()> {
+    fn entry(&mut self, out: &mut impl Write, entry: &EntryJson) -> std::io::Result<()> {
         match self.output {
             Output::Text => {
                 if self.shown == 0 {
@@ -80,18 +108,18 @@ impl Printer {
                     out,
                     "{:>5}  {:<27}  {:<12}  {:<18}  {:<7}  {:<35}  {}",
                     entry.seq,
-                    format_instant(entry.at),
+                    entry.at,
                     entry.actor,
                     entry.action,
                     request,
-                    render::states(entry.state_before, entry.state_after),
+                    render::states(entry.state_before.as_deref(), entry.state_after.as_deref()),
                     entry.details
                 )?;
             }
             Output::Json => {
                 let separator = if self.shown == 0 { "\n" } else { ",\n" };
                 write!(out, "{separator}")?;
-                serde_json::to_writer(&mut *out, &EntryJson::from(entry))?;
+                serde_json::to_writer(&mut *out, entry)?;
             }
         }
         self.shown += 1;
@@ -111,43 +139,64 @@ impl Printer {
     }
 }
 
-/// One entry as `--output json` prints it; `details` is the JSON it holds.
-#[derive(Debug, Serialize)]
-struct EntryJson<'a> {
+/// One entry as `--output json` prints it and the API sends it; `details` is
+/// the JSON it holds.
+#[derive(Debug, Serialize, Deserialize)]
+struct EntryJson {
     seq: i64,
     format: u32,
     at: String,
-    actor: &'a str,
-    action: &'a str,
+    actor: String,
+    action: String,
     request: Option<i64>,
     system: Option<i64>,
-    state_before: Option<&'static str>,
-    state_after: Option<&'static str>,
+    state_before: Option<String>,
+    state_after: Option<String>,
     details: serde_json::Value,
     policy_version: u32,
-    prev_hash: &'a str,
-    hash: &'a str,
+    prev_hash: String,
+    hash: String,
 }
 
-impl<'a> From<&'a LogEntry> for EntryJson<'a> {
-    fn from(entry: &'a LogEntry) -> Self {
+impl From<&LogEntry> for EntryJson {
+    fn from(entry: &LogEntry) -> Self {
         // Details are stored as canonical JSON; text that is not JSON is shown as it is.
         let details = serde_json::from_str(&entry.details)
             .unwrap_or_else(|_| serde_json::Value::String(entry.details.clone()));
+        let state = |state: Option<State>| state.map(|s| s.as_str().to_owned());
         Self {
             seq: entry.seq,
             format: entry.format,
             at: format_instant(entry.at),
-            actor: &entry.actor,
-            action: &entry.action,
+            actor: entry.actor.clone(),
+            action: entry.action.clone(),
             request: entry.request,
             system: entry.system,
-            state_before: entry.state_before.map(State::as_str),
-            state_after: entry.state_after.map(State::as_str),
+            state_before: state(entry.state_before),
+            state_after: state(entry.state_after),
             details,
             policy_version: entry.policy_version,
-            prev_hash: &entry.prev_hash,
-            hash: &entry.hash,
+            prev_hash: entry.prev_hash.clone(),
+            hash: entry.hash.clone(),
         }
     }
+}
+
+/// `patchwarden log export`: the log as the server exports it, to stdout.
+pub async fn export(args: &ExportArgs) -> anyhow::Result<Outcome> {
+    let format = match args.format {
+        ExportFormat::Csv => "csv",
+        ExportFormat::Json => "json",
+    };
+    let mut path = format!("/api/v1/log/export?format={format}");
+    if let Some(request) = args.request {
+        path.push_str(&format!("&request={request}"));
+    }
+    let text = Api::new(&args.server)?.get_text(&path).await?;
+    let mut out = render::stdout();
+    out.write_all(text.as_bytes())?;
+    if !text.ends_with('\n') {
+        writeln!(out)?;
+    }
+    Ok(Outcome::Done)
 }

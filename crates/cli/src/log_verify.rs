@@ -1,5 +1,5 @@
-//! `patchwarden log verify`: checks the control log offline, straight from the
-//! database, and says where it breaks.
+//! `patchwarden log verify`: checks the control log, offline straight from the
+//! database with `--database` or through the server, and says where it breaks.
 //!
 //! The database is opened as it is, so checking never changes what is
 //! checked. The verdict is the exit code (0 intact, 1 broken); the first
@@ -10,21 +10,23 @@
 use std::io::{self, Write};
 
 use patchwarden_store::LogVerification;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::args::{Output, VerifyArgs};
+use crate::client::Api;
 use crate::database::{explain, open_as_is};
 use crate::{Outcome, render};
 
 pub async fn run(args: &VerifyArgs) -> anyhow::Result<Outcome> {
-    let url = &args.database.url;
-
-    // Read: open without migrating, check, let go of the database.
-    let store = open_as_is(url).await?;
-    let verification =
-        store.verify_log().await.map_err(|err| explain(err, url, "cannot read the control log of"));
-    store.close().await;
-    let report = Report::from(&verification?);
+    let report = match &args.database.url {
+        Some(url) => offline(url).await?,
+        None => {
+            let answer = Api::new(&args.server)?.get("/api/v1/log/verify").await?;
+            serde_json::from_value(answer).map_err(|err| {
+                anyhow::anyhow!("the server's verification is not as expected: {err}")
+            })?
+        }
+    };
 
     // Answer: the verdict stands even if nobody is left reading it.
     let mut out = render::stdout();
@@ -39,8 +41,17 @@ pub async fn run(args: &VerifyArgs) -> anyhow::Result<Outcome> {
     Ok(if report.intact { Outcome::Done } else { Outcome::LogBroken })
 }
 
+/// Opens the database without migrating, checks, lets go of the database.
+async fn offline(url: &str) -> anyhow::Result<Report> {
+    let store = open_as_is(url).await?;
+    let verification =
+        store.verify_log().await.map_err(|err| explain(err, url, "cannot read the control log of"));
+    store.close().await;
+    Ok(Report::from(&verification?))
+}
+
 /// The verification as `--output json` prints it; the field names are stable.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub(crate) struct Report {
     intact: bool,
     /// Entries that verified, up to the first break if there is one.
@@ -53,7 +64,7 @@ pub(crate) struct Report {
     request_mismatches: Vec<String>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
 struct Break {
     seq: i64,
     reason: String,

@@ -16,9 +16,15 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
 
     // Diagnostics go to stderr, so that stdout carries only the command's answer.
-    let filter =
-        EnvFilter::try_from_env("PATCHWARDEN_LOG").unwrap_or_else(|_| EnvFilter::new("warn"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    let diagnostics = patchwarden_cli::diagnostics(&cli);
+    let filter = EnvFilter::try_from_env("PATCHWARDEN_LOG")
+        .unwrap_or_else(|_| EnvFilter::new(diagnostics.default_level));
+    let subscriber = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if diagnostics.json {
+        subscriber.json().init();
+    } else {
+        subscriber.init();
+    }
 
     #[allow(clippy::disallowed_methods)]
     let now = jiff::Timestamp::now();

@@ -1,10 +1,14 @@
 //! How answers are written: to stdout through a writer whose errors are
-//! returned, never panicked on, and with instants spelled one way.
+//! returned, never panicked on, with instants spelled one way, and for
+//! `--output json` as the server's own JSON.
 
-use std::io;
+use std::io::{self, Write};
 
 use jiff::Timestamp;
-use patchwarden_core::State;
+use serde_json::Value;
+
+use crate::Outcome;
+use crate::args::Output;
 
 /// Stdout, locked; write errors (a closed pipe) come back as errors.
 pub fn stdout() -> io::StdoutLock<'static> {
@@ -24,14 +28,11 @@ pub fn minute(at: Timestamp) -> String {
 }
 
 /// `before -> after`, with `-` for a side the entry does not have.
-pub fn states(before: Option<State>, after: Option<State>) -> String {
+pub fn states(before: Option<&str>, after: Option<&str>) -> String {
     match (before, after) {
         (None, None) => "-".to_owned(),
         (None, Some(after)) => format!("-> {after}"),
-        (before, after) => {
-            let name = |state: Option<State>| state.map_or("-", State::as_str);
-            format!("{} -> {}", name(before), name(after))
-        }
+        (before, after) => format!("{} -> {}", before.unwrap_or("-"), after.unwrap_or("-")),
     }
 }
 
@@ -74,5 +75,31 @@ impl<W: io::Write> io::Write for Unstoppable<W> {
         }
         let result = self.inner.flush().map(|()| 0);
         self.guard(result, 0).map(|_| ())
+    }
+}
+
+/// Prints a server's answer: as pretty JSON, or as text by `text`.
+pub fn answer(
+    output: Output,
+    answer: &Value,
+    text: impl FnOnce(&mut io::StdoutLock<'static>) -> io::Result<()>,
+) -> anyhow::Result<Outcome> {
+    let mut out = stdout();
+    match output {
+        Output::Json => {
+            serde_json::to_writer_pretty(&mut out, answer)?;
+            writeln!(out)?;
+        }
+        Output::Text => text(&mut out)?,
+    }
+    Ok(Outcome::Done)
+}
+
+/// A JSON value for a person: strings bare, `-` for null.
+pub fn text(value: &Value) -> String {
+    match value {
+        Value::Null => "-".to_owned(),
+        Value::String(text) => text.clone(),
+        other => other.to_string(),
     }
 }

@@ -308,12 +308,12 @@ fn a_database_without_the_schema_exits_2() {
     assert!(run.stderr.contains("is this a Patchwarden database?"), "{run:?}");
 }
 
-/// Input: no --database, or an --output that does not exist.
+/// Input: no --database and no API token for the server, or an --output that does not exist.
 #[test]
 fn usage_errors_exit_2() {
-    let run = patchwarden(&["log", "verify"]);
+    let run = patchwarden(&["log", "verify", "--server", "http://127.0.0.1:9"]);
     assert_eq!(run.code, Some(2), "{run:?}");
-    assert!(run.stderr.contains("--database"), "{run:?}");
+    assert!(run.stderr.contains("PATCHWARDEN_TOKEN"), "{run:?}");
     let run = patchwarden(&["log", "verify", "--database", "sqlite:x.db", "--output", "yaml"]);
     assert_eq!(run.code, Some(2), "{run:?}");
     assert!(run.stderr.contains("yaml"), "{run:?}");

@@ -3,8 +3,10 @@
 //! It serves plain HTTP on 127.0.0.1:8080 from a SQLite file in
 //! `./patchwarden-data`, and on first start creates a system for this machine
 //! with a demo security officer, owner and operator, so that a new user can
-//! walk a request through its lifecycle at once. Each demo person who has not
-//! yet set a password gets a fresh invitation on every start.
+//! walk a request through its lifecycle at once. The system's users are
+//! stood for by one address under `.example`, which no mail can reach. Each
+//! demo person who has not yet set a password gets a fresh invitation on
+//! every start.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -12,7 +14,7 @@ use std::sync::Arc;
 
 use jiff::SignedDuration;
 use patchwarden_core::system::{NewSystem, SystemName, TimeZoneName};
-use patchwarden_core::{AccountName, Roles};
+use patchwarden_core::{AccountName, Email, Roles};
 use patchwarden_store::{NewAccount, Store, StoreError};
 
 use crate::secrets::{self, Secret};
@@ -81,6 +83,12 @@ async fn invite(
     }))
 }
 
+/// The address that stands for the demo system's users, told of planned downtime.
+fn demo_users(system: &SystemName) -> Result<Email, ServeError> {
+    Email::parse(&format!("users@{}.example", system.as_str().to_ascii_lowercase()))
+        .map_err(ServeError::Other)
+}
+
 /// Creates the demo people and this machine's system where they are missing.
 async fn demo_organisation(store: &Store, clock: &dyn Clock) -> Result<String, ServeError> {
     for (name, roles, position) in DEMO_PEOPLE {
@@ -106,7 +114,7 @@ async fn demo_organisation(store: &Store, clock: &dyn Clock) -> Result<String, S
         owner: owner.id,
         deputy: None,
         stakeholders: vec![],
-        notify: vec![],
+        notify: vec![demo_users(&name)?],
         time_zone: TimeZoneName::default(),
     };
     store.create_system("patchwarden", new, clock.now()).await?;

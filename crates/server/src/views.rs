@@ -145,7 +145,7 @@ pub fn entry(entry: &LogEntry) -> Value {
     json!({
         "seq": entry.seq,
         "format": entry.format,
-        "at": entry.at,
+        "at": patchwarden_core::log::format_instant(entry.at),
         "actor": entry.actor,
         "action": entry.action,
         "request": entry.request,

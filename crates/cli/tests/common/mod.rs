@@ -204,6 +204,8 @@ pub fn patchwarden(args: &[&str]) -> Run {
     let out = Process::new(env!("CARGO_BIN_EXE_patchwarden"))
         .args(args)
         .env_remove("PATCHWARDEN_LOG")
+        .env_remove("PATCHWARDEN_TOKEN")
+        .env_remove("PATCHWARDEN_SERVER")
         .env_remove("RUST_BACKTRACE")
         .output()
         .expect("run patchwarden");
