@@ -15,6 +15,8 @@ command -v sqlite3 >/dev/null || need+=(sqlite3)
 [ -e /usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1 ] || need+=(faketime)
 command -v psql >/dev/null || need+=(postgresql-client)
 command -v pg_ctlcluster >/dev/null || command -v pg_isready >/dev/null || need+=(postgresql)
+# rpm's own version order for the versions crate's differential test (Debian's python3).
+/usr/bin/python3 -c 'import rpm' 2>/dev/null || need+=(python3-rpm)
 if [ "${#need[@]}" -gt 0 ]; then
     say "installing ${need[*]}"
     export DEBIAN_FRONTEND=noninteractive

@@ -96,9 +96,8 @@ fn parse_epoch(digits: &str, max: u32) -> Result<u32, Problem> {
 
 /// Refuses the first character that is neither an ASCII letter or digit nor `extra`.
 fn check_characters(text: &str, part: Part, extra: impl Fn(u8) -> bool) -> Result<(), Problem> {
-    let allowed = |found: char| {
-        found.is_ascii_alphanumeric() || u8::try_from(found).is_ok_and(|byte| extra(byte))
-    };
+    let allowed =
+        |found: char| found.is_ascii_alphanumeric() || u8::try_from(found).is_ok_and(&extra);
     match text.chars().find(|&found| !allowed(found)) {
         Some(found) => Err(Problem::BadCharacter { part, found }),
         None => Ok(()),
