@@ -157,6 +157,11 @@ impl AccountName {
 }
 
 impl AccountName {
+    /// The name the product itself acts under in the control log.
+    pub fn product() -> Self {
+        Self(PRODUCT_ACTOR.to_owned())
+    }
+
     /// The name of the first account of every installation.
     pub fn admin() -> Self {
         Self("admin".to_owned())
@@ -241,7 +246,27 @@ pub struct Account {
     pub roles: Roles,
 }
 
+/// The actor name of the product's own steps, taken on its agents' evidence.
+pub const PRODUCT_ACTOR: &str = "patchwarden";
+
+impl AccountId {
+    /// Stands for the product in sign-offs it records; no account has it.
+    pub const PRODUCT: AccountId = AccountId(0);
+}
+
 impl Account {
+    /// The product, as the actor of the steps it takes on its agents' evidence.
+    /// It holds no role, so no person's step can be taken in its name.
+    pub fn product() -> Self {
+        Self {
+            id: AccountId::PRODUCT,
+            name: AccountName::product(),
+            email: None,
+            position: None,
+            roles: Roles(std::collections::BTreeSet::new()),
+        }
+    }
+
     pub fn has(&self, role: Role) -> bool {
         self.roles.has(role)
     }

@@ -18,8 +18,8 @@ use crate::account::{Account, AccountId, Role};
 use crate::error::Refusal;
 use crate::policy::PolicyVersion;
 use crate::request::{
-    Decision, DecisionKind, NewProblem, PendingConsent, Plan, PlanInput, Problem, RequestFields,
-    RequestId, Signoff, UpdateRequest, WorkResult,
+    Decision, DecisionKind, NewProblem, PackageTarget, PendingConsent, Plan, PlanInput, Problem,
+    RequestFields, RequestId, Signoff, UpdateRequest, WorkResult,
 };
 use crate::system::{DocumentationRevision, EnvironmentKind, System};
 use crate::text::Text;
@@ -199,6 +199,9 @@ pub enum Verb {
     Pause,
     Resume,
     Problem,
+    /// Taken by the product, never by a person: a newer version of a package
+    /// appeared after the test, so the request is tested again.
+    ReopenTest,
 }
 
 impl Verb {
@@ -251,6 +254,7 @@ impl Verb {
             Verb::Pause => "pause",
             Verb::Resume => "resume",
             Verb::Problem => "problem",
+            Verb::ReopenTest => "reopen-test",
         }
     }
 }
@@ -432,6 +436,94 @@ pub fn apply(
         request: next,
         details: outcome.details,
         documentation: outcome.documentation,
+    })
+}
+
+/// What the product itself observed through its agents, which moves a
+/// request without a person.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Evidence {
+    /// Every job of an environment's round ended; `report` sums them up and
+    /// `runs` lists each endpoint's outcome for the log.
+    Runs { environment: EnvironmentKind, report: WorkReport, runs: Value },
+    /// A newer version of one of the request's packages reached the test
+    /// endpoints after the test and before production started.
+    NewerVersion { package: String, tested: String, newer: String },
+}
+
+/// The states from which a newer version sends a request back to testing.
+const REOPENABLE: [State; 7] = [
+    State::TestPassed,
+    State::RiskAccepted,
+    State::TestAcknowledged,
+    State::PlanProposed,
+    State::PlanAccepted,
+    State::PlanApproved,
+    State::Ready,
+];
+
+/// Applies what the product observed. The actor is the product
+/// (`Account::product`); the state rules are the same as for people.
+pub fn apply_evidence(
+    request: &UpdateRequest,
+    evidence: Evidence,
+    now: Timestamp,
+    policy: &PolicyVersion,
+    system: &System,
+) -> Result<Transition, Refusal> {
+    let product = Account::product();
+    let ctx = Context { now, policy, system, actor: &product, people: &[] };
+    let mut next = request.clone();
+    let (verb, details) = match evidence {
+        Evidence::Runs { environment, report, runs } => {
+            let command = match environment {
+                EnvironmentKind::Test => Command::RecordTest { report },
+                EnvironmentKind::Prod => Command::RecordProduction { report },
+            };
+            let verb = command.verb();
+            validate(request, &command, &ctx)?;
+            if !request.state.allowed_verbs(request.paused).contains(&verb) {
+                return Err(not_now(request, verb));
+            }
+            let mut details = step(&mut next, command, &ctx)?.details;
+            details["runs"] = runs;
+            (verb, details)
+        }
+        Evidence::NewerVersion { package, tested, newer } => {
+            if !REOPENABLE.contains(&request.state) {
+                return Err(not_now(request, Verb::ReopenTest));
+            }
+            let target = PackageTarget::parse(&format!("{package}={newer}"))
+                .map_err(|message| Refusal::invalid_fields(message, vec!["packages".to_owned()]))?;
+            for pin in &mut next.fields.packages {
+                if pin.name == package {
+                    *pin = target.clone();
+                }
+            }
+            next.test_result = None;
+            next.test_acknowledgement = None;
+            next.plan = None;
+            next.presence = None;
+            next.paused = false;
+            next.state = State::Testing;
+            let window_end = now + hours(policy.settings.default_work_hours);
+            let details = json!({
+                "package": package,
+                "tested": tested,
+                "newer": newer,
+                "reason": format!("{package} {newer} is newer than the tested {tested}: the test is repeated with it"),
+                "window_end": window_end,
+            });
+            (Verb::ReopenTest, details)
+        }
+    };
+    Ok(Transition {
+        verb,
+        before: Some(request.state),
+        after: next.state,
+        request: next,
+        details,
+        documentation: None,
     })
 }
 

@@ -8,6 +8,7 @@
 use std::fmt;
 
 use jiff::Timestamp;
+use patchwarden_versions::Format;
 use serde::{Deserialize, Serialize};
 
 use crate::account::{AccountId, Email};
@@ -34,10 +35,9 @@ pub struct PackageTarget {
 }
 
 impl PackageTarget {
-    /// Parses `NAME=VERSION`, checking the name's and version's characters.
-    ///
-    /// FIXME: the version is checked for characters only; ordering-aware
-    /// validation per package format arrives with the versions crate.
+    /// Parses `NAME=VERSION`: a package name as dpkg and rpm allow it, and a
+    /// version that is valid by dpkg's rules or by rpm's (which one applies
+    /// depends on the endpoints, which the request does not know).
     pub fn parse(raw: &str) -> Result<Self, String> {
         let (name, version) = raw
             .split_once('=')
@@ -48,11 +48,13 @@ impl PackageTarget {
         if !name_ok {
             return Err(format!("package name '{name}' is invalid"));
         }
-        let version_ok = version.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
-            && version.len() <= 128
-            && version.chars().all(|c| c.is_ascii_alphanumeric() || "+-.~:^_".contains(c));
-        if !version_ok {
-            return Err(format!("version '{version}' of package '{name}' is invalid"));
+        if version.len() > 128 {
+            return Err(format!("version of package '{name}' is longer than 128 characters"));
+        }
+        let deb = Format::Deb.validate(version);
+        let rpm = Format::Rpm.validate(version);
+        if let (Err(deb), Err(rpm)) = (deb, rpm) {
+            return Err(format!("package '{name}': {deb}; as rpm: {rpm}"));
         }
         Ok(Self { name: name.to_owned(), version: version.to_owned() })
     }
@@ -353,7 +355,7 @@ mod tests {
         assert_eq!(target.version, "3.0.15-1~deb12u1");
         assert!(PackageTarget::parse("openssl").unwrap_err().contains("NAME=VERSION"));
         assert!(PackageTarget::parse("open ssl=1").unwrap_err().contains("package name"));
-        assert!(PackageTarget::parse("openssl=").unwrap_err().contains("version ''"));
+        assert!(PackageTarget::parse("openssl=").unwrap_err().contains("invalid deb version \"\""));
     }
 
     #[test]

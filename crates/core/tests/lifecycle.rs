@@ -374,6 +374,7 @@ fn proper(verb: Verb, request: &UpdateRequest, now: Timestamp) -> (AccountId, Co
     let later_plan = || plan_at(now + SignedDuration::from_hours(48));
     match verb {
         Verb::Create => panic!("create makes a request; it is not applied to one"),
+        Verb::ReopenTest => panic!("reopen-test is the product's, taken on evidence"),
         Verb::Amend => (
             REQUESTER,
             Command::Amend {
@@ -1538,4 +1539,110 @@ fn terminal_states_refuse_every_verb_with_nothing_allowed() {
             assert!(refusal.allowed.is_empty(), "{verb} in {state}: {refusal:?}");
         }
     }
+}
+
+// Evidence: the product's own steps on its agents' reports.
+
+fn runs(environment: EnvironmentKind, report: WorkReport) -> lifecycle::Evidence {
+    lifecycle::Evidence::Runs { environment, report, runs: serde_json::json!([{ "job": 1 }]) }
+}
+
+#[test]
+fn agent_runs_record_the_test_as_the_product() {
+    let fx = Fixture::new();
+    let request = fx.reach(State::Testing);
+    let moved = lifecycle::apply_evidence(
+        &request,
+        runs(EnvironmentKind::Test, passed()),
+        at(50),
+        &fx.policy,
+        &fx.system,
+    )
+    .unwrap();
+    assert_eq!((moved.verb, moved.after), (Verb::RecordTest, State::TestPassed));
+    assert_eq!(moved.request.test_result.unwrap().recorded.by, AccountId::PRODUCT);
+    assert_eq!(moved.details["runs"][0]["job"], 1);
+
+    let failed = lifecycle::apply_evidence(
+        &request,
+        runs(EnvironmentKind::Test, failed(EnvironmentKind::Test)),
+        at(50),
+        &fx.policy,
+        &fx.system,
+    )
+    .unwrap();
+    assert_eq!(failed.after, State::TestFailed);
+    assert_eq!(failed.request.problems[0].found_by, AccountId::PRODUCT);
+}
+
+#[test]
+fn agent_runs_in_another_state_or_without_a_problem_are_refused() {
+    let fx = Fixture::new();
+    let approved = fx.reach(State::Approved);
+    let result = lifecycle::apply_evidence(
+        &approved,
+        runs(EnvironmentKind::Test, passed()),
+        at(50),
+        &fx.policy,
+        &fx.system,
+    );
+    assert_conflict(result, State::Approved, false);
+
+    let updating = fx.reach(State::ProdUpdating);
+    let test_runs = lifecycle::apply_evidence(
+        &updating,
+        runs(EnvironmentKind::Test, passed()),
+        at(101),
+        &fx.policy,
+        &fx.system,
+    );
+    assert_conflict(test_runs, State::ProdUpdating, false);
+
+    let no_problem = WorkReport { passed: false, notes: None, problem: None };
+    let result = lifecycle::apply_evidence(
+        &updating,
+        runs(EnvironmentKind::Prod, no_problem),
+        at(101),
+        &fx.policy,
+        &fx.system,
+    );
+    assert_refused(result, RefusalKind::Invalid, "problem");
+}
+
+#[test]
+fn a_newer_version_after_the_test_sends_the_request_back_to_testing() {
+    let fx = Fixture::new();
+    for state in [State::TestPassed, State::TestAcknowledged, State::PlanApproved, State::Ready] {
+        let request = fx.reach(state);
+        let package = request.fields.packages[0].clone();
+        let evidence = lifecycle::Evidence::NewerVersion {
+            package: package.name.clone(),
+            tested: package.version.clone(),
+            newer: "9.9.9-1".to_owned(),
+        };
+        let moved =
+            lifecycle::apply_evidence(&request, evidence, at(80), &fx.policy, &fx.system).unwrap();
+        assert_eq!((moved.verb, moved.after), (Verb::ReopenTest, State::Testing), "{state}");
+        assert_eq!(moved.request.fields.packages[0].version, "9.9.9-1");
+        assert!(moved.request.test_result.is_none() && moved.request.plan.is_none());
+        assert!(moved.details["reason"].as_str().unwrap().contains("newer than the tested"));
+    }
+    for state in [State::Testing, State::ProdUpdating, State::Closed] {
+        let request = fx.reach(state);
+        let evidence = lifecycle::Evidence::NewerVersion {
+            package: "openssl".to_owned(),
+            tested: "1".to_owned(),
+            newer: "2".to_owned(),
+        };
+        let result = lifecycle::apply_evidence(&request, evidence, at(80), &fx.policy, &fx.system);
+        assert_conflict(result, state, false);
+    }
+}
+
+#[test]
+fn a_package_version_valid_for_neither_dpkg_nor_rpm_is_refused_naming_both() {
+    let err = PackageTarget::parse("openssl=1.0..1-a:b").unwrap_err();
+    assert!(err.contains("invalid deb version") && err.contains("as rpm"), "{err}");
+    assert!(PackageTarget::parse("openssl=3.0.15-1~deb12u1").is_ok());
+    assert!(PackageTarget::parse("kernel=5.14.0-362.8.1.el9_3").is_ok());
 }

@@ -170,6 +170,7 @@ fn verb_summary(verb: Verb) -> &'static str {
         Verb::Pause => "pause test or production work",
         Verb::Resume => "resume paused work",
         Verb::Problem => "record a problem found",
+        Verb::ReopenTest => "repeat the test with a newer version (the product's own step)",
     }
 }
 

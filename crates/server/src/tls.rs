@@ -25,6 +25,8 @@ pub enum TlsError {
     Io { path: PathBuf, source: std::io::Error },
     #[error("the CA in '{path}' cannot be read: {reason}")]
     BadCa { path: PathBuf, reason: String },
+    #[error("the key in '{path}' cannot be read: {reason}")]
+    BadKey { path: PathBuf, reason: String },
     #[error("cannot issue the server certificate: {0}")]
     Issue(String),
 }
@@ -59,7 +61,7 @@ fn ca_params() -> CertificateParams {
     params
 }
 
-fn write_private(path: &Path, contents: &str) -> Result<(), TlsError> {
+pub(crate) fn write_private(path: &Path, contents: &str) -> Result<(), TlsError> {
     let io = |source| TlsError::Io { path: path.to_owned(), source };
     let mut file =
         OpenOptions::new().write(true).create_new(true).mode(0o600).open(path).map_err(io)?;

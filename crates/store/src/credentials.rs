@@ -36,7 +36,7 @@ pub enum Redemption {
     Unknown,
 }
 
-async fn log_event(
+pub(crate) async fn log_event(
     store: &Store,
     tx: &mut Transaction<'static, Any>,
     actor: &str,

@@ -11,6 +11,7 @@
 
 mod accounts;
 mod credentials;
+mod endpoints;
 mod error;
 mod log;
 mod migrate;
@@ -29,6 +30,7 @@ use sqlx::{Any, AnyConnection, AnyPool, Connection, Executor, Transaction};
 
 pub use accounts::NewAccount;
 pub use credentials::{Redemption, TokenInfo};
+pub use endpoints::{Endpoint, EndpointAuth, Enrolment, JobRecord, ReportRecorded};
 pub use error::{StoreError, StoreResult};
 pub use log::{LogFilter, LogVerification};
 pub use requests::RequestFilter;

@@ -26,6 +26,11 @@ const SQLITE: &[Migration] = &[
         name: "credentials",
         sql: include_str!("../migrations/sqlite/0002_credentials.sql"),
     },
+    Migration {
+        version: 3,
+        name: "endpoints",
+        sql: include_str!("../migrations/sqlite/0003_endpoints.sql"),
+    },
 ];
 
 const POSTGRES: &[Migration] = &[
@@ -38,6 +43,11 @@ const POSTGRES: &[Migration] = &[
         version: 2,
         name: "credentials",
         sql: include_str!("../migrations/postgres/0002_credentials.sql"),
+    },
+    Migration {
+        version: 3,
+        name: "endpoints",
+        sql: include_str!("../migrations/postgres/0003_endpoints.sql"),
     },
 ];
 

@@ -6,10 +6,11 @@
 //! from the core rolls the transaction back, so nothing is half-written.
 
 use jiff::Timestamp;
-use patchwarden_core::lifecycle::{self, Command, Context, Transition};
+use patchwarden_core::account::PRODUCT_ACTOR;
+use patchwarden_core::lifecycle::{self, Command, Context, Evidence, Transition};
 use patchwarden_core::request::RequestFields;
 use patchwarden_core::{
-    Account, AccountId, LogDraft, LogEntry, RequestId, State, SystemId, UpdateRequest,
+    Account, AccountId, ChainHead, LogDraft, LogEntry, RequestId, State, SystemId, UpdateRequest,
 };
 use sqlx::{Any, Row, Transaction};
 
@@ -92,13 +93,13 @@ fn named_ids(request: &UpdateRequest, command: Option<&Command>) -> Vec<AccountI
 
 fn log_draft(
     transition: &Transition,
-    actor: &Account,
+    actor: &str,
     policy_version: u32,
     now: Timestamp,
 ) -> LogDraft {
     LogDraft {
         at: now,
-        actor: actor.name.to_string(),
+        actor: actor.to_owned(),
         action: transition.verb.as_str().to_owned(),
         request: Some(transition.request.id.0),
         system: Some(transition.request.system.0),
@@ -151,7 +152,7 @@ impl Store {
             self,
             &mut tx,
             &mut head,
-            log_draft(&transition, &actor, policy.number, now),
+            log_draft(&transition, actor.name.as_str(), policy.number, now),
         )
         .await?;
         tx.commit().await?;
@@ -177,7 +178,55 @@ impl Store {
         let ctx = Context { now, policy: &policy, system: &system, actor: &actor, people: &people };
 
         let transition = lifecycle::apply(&request, command, &ctx)?;
+        let entry = self
+            .persist(
+                &mut tx,
+                &mut head,
+                &transition,
+                revision,
+                actor.name.as_str(),
+                policy.number,
+                now,
+            )
+            .await?;
+        tx.commit().await?;
+        Ok((transition, entry))
+    }
 
+    /// Applies what the product observed through its agents (`lifecycle::Evidence`),
+    /// as the product, or refuses it and writes nothing.
+    pub async fn apply_evidence(
+        &self,
+        id: RequestId,
+        evidence: Evidence,
+        now: Timestamp,
+    ) -> StoreResult<(Transition, LogEntry)> {
+        let mut tx = self.begin_write().await?;
+        let mut head = log::lock_head(self, &mut tx).await?;
+        let (request, revision) = load(&mut tx, id).await?;
+        let system = systems::load(&mut tx, request.system).await?;
+        let policy = policy::current(&mut tx).await?;
+        let transition = lifecycle::apply_evidence(&request, evidence, now, &policy, &system)?;
+        let entry = self
+            .persist(&mut tx, &mut head, &transition, revision, PRODUCT_ACTOR, policy.number, now)
+            .await?;
+        tx.commit().await?;
+        Ok((transition, entry))
+    }
+
+    /// Writes a transition the core allowed, with its log entry, in `tx`.
+    #[allow(clippy::too_many_arguments)]
+    async fn persist(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        head: &mut ChainHead,
+        transition: &Transition,
+        revision: i64,
+        actor: &str,
+        policy_version: u32,
+        now: Timestamp,
+    ) -> StoreResult<LogEntry> {
+        let id = transition.request.id;
         let updated = sqlx::query(
             "UPDATE requests SET state = $1, paused = $2, revision = $3, body = $4, updated_at = $5 \
              WHERE id = $6 AND revision = $7",
@@ -189,7 +238,7 @@ impl Store {
         .bind(to_micros(now))
         .bind(id.0)
         .bind(revision)
-        .execute(&mut *tx)
+        .execute(&mut **tx)
         .await?;
         if updated.rows_affected() != 1 {
             return Err(StoreError::Contended(format!(
@@ -197,17 +246,9 @@ impl Store {
             )));
         }
         if let Some(revision) = &transition.documentation {
-            systems::record_revision(&mut tx, revision).await?;
+            systems::record_revision(tx, revision).await?;
         }
-        let entry = log::append(
-            self,
-            &mut tx,
-            &mut head,
-            log_draft(&transition, &actor, policy.number, now),
-        )
-        .await?;
-        tx.commit().await?;
-        Ok((transition, entry))
+        log::append(self, tx, head, log_draft(transition, actor, policy_version, now)).await
     }
 
     pub async fn request(&self, id: RequestId) -> StoreResult<UpdateRequest> {

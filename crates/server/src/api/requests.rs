@@ -276,6 +276,12 @@ async fn command(store: &Store, verb: Verb, body: &RawBody) -> ApiResult<Command
         }
         Verb::Resume => Command::Resume,
         Verb::Problem => Command::Problem { problem: problem(&body.parse()?, None)? },
+        Verb::ReopenTest => {
+            return Err(ApiError::NotFound(
+                "reopen-test is the product's own step, taken when agents see a newer version"
+                    .to_owned(),
+            ));
+        }
     };
     let takes_no_body = matches!(
         command,
