@@ -17,6 +17,8 @@ pub struct Config {
     pub data_dir: PathBuf,
     pub insecure_http: bool,
     pub invitation_hours: u32,
+    pub enrolment_hours: u32,
+    pub agent_interval_seconds: u32,
     pub body_limit_bytes: usize,
     pub server_names: Vec<String>,
     pub log_format: LogFormat,
@@ -37,6 +39,8 @@ impl Default for Config {
             data_dir: PathBuf::from("patchwarden-data"),
             insecure_http: false,
             invitation_hours: 72,
+            enrolment_hours: 24,
+            agent_interval_seconds: 60,
             body_limit_bytes: 1024 * 1024,
             server_names: vec!["localhost".to_owned(), "127.0.0.1".to_owned(), "::1".to_owned()],
             log_format: LogFormat::Text,
@@ -53,6 +57,8 @@ struct FileConfig {
     data_dir: Option<PathBuf>,
     insecure_http: Option<bool>,
     invitation_hours: Option<u32>,
+    enrolment_hours: Option<u32>,
+    agent_interval_seconds: Option<u32>,
     body_limit_bytes: Option<usize>,
     server_names: Option<Vec<String>>,
     log_format: Option<LogFormat>,
@@ -146,6 +152,26 @@ const SETTINGS: &[Setting] = &[
         },
     },
     Setting {
+        key: "enrolment_hours",
+        env: "PATCHWARDEN_ENROLMENT_HOURS",
+        comment: "Hours an endpoint enrolment token stays valid (1 to 720).",
+        example: "24",
+        apply: |c, v| {
+            c.enrolment_hours = parse(v)?;
+            Ok(())
+        },
+    },
+    Setting {
+        key: "agent_interval_seconds",
+        env: "PATCHWARDEN_AGENT_INTERVAL_SECONDS",
+        comment: "Seconds between an agent's check-ins, before its jitter (5 to 86400).",
+        example: "60",
+        apply: |c, v| {
+            c.agent_interval_seconds = parse(v)?;
+            Ok(())
+        },
+    },
+    Setting {
         key: "body_limit_bytes",
         env: "PATCHWARDEN_BODY_LIMIT_BYTES",
         comment: "Largest request body accepted; larger ones get 413.",
@@ -221,6 +247,8 @@ impl Config {
             data_dir,
             insecure_http,
             invitation_hours,
+            enrolment_hours,
+            agent_interval_seconds,
             body_limit_bytes,
             server_names,
             log_format,
@@ -230,6 +258,8 @@ impl Config {
         self.data_dir = data_dir.unwrap_or_else(|| self.data_dir.clone());
         self.insecure_http = insecure_http.unwrap_or(self.insecure_http);
         self.invitation_hours = invitation_hours.unwrap_or(self.invitation_hours);
+        self.enrolment_hours = enrolment_hours.unwrap_or(self.enrolment_hours);
+        self.agent_interval_seconds = agent_interval_seconds.unwrap_or(self.agent_interval_seconds);
         self.body_limit_bytes = body_limit_bytes.unwrap_or(self.body_limit_bytes);
         self.server_names = server_names.unwrap_or_else(|| self.server_names.clone());
         self.log_format = log_format.unwrap_or(self.log_format);
@@ -241,6 +271,18 @@ impl Config {
             return Err(ConfigError::Invalid(format!(
                 "invitation_hours {} must be 1 to 720",
                 self.invitation_hours
+            )));
+        }
+        if !(1..=24 * 30).contains(&self.enrolment_hours) {
+            return Err(ConfigError::Invalid(format!(
+                "enrolment_hours {} must be 1 to 720",
+                self.enrolment_hours
+            )));
+        }
+        if !(5..=86_400).contains(&self.agent_interval_seconds) {
+            return Err(ConfigError::Invalid(format!(
+                "agent_interval_seconds {} must be 5 to 86400",
+                self.agent_interval_seconds
             )));
         }
         if !(1024..=64 * 1024 * 1024).contains(&self.body_limit_bytes) {

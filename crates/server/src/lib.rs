@@ -7,6 +7,7 @@
 
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
+pub mod agents;
 pub mod api;
 pub mod auth;
 pub mod body;
@@ -16,9 +17,11 @@ pub mod error;
 pub mod instant;
 pub mod routes;
 pub mod secrets;
+pub mod signing;
 pub mod tls;
 pub mod up;
 pub mod views;
+pub mod work;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -52,6 +55,7 @@ pub struct AppState {
     pub store: Store,
     pub clock: Arc<dyn Clock>,
     pub settings: Arc<ApiSettings>,
+    pub agents: Arc<agents::Agents>,
 }
 
 /// The whole HTTP application.
@@ -109,13 +113,16 @@ pub struct Running {
     pub state: AppState,
     handle: axum_server::Handle<SocketAddr>,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
+    sweeper: tokio::task::JoinHandle<()>,
 }
 
 impl Running {
     /// Stops accepting connections and waits for the server to finish.
     pub async fn shutdown(self) {
+        self.sweeper.abort();
         self.handle.graceful_shutdown(Some(std::time::Duration::from_secs(5)));
         let _ = self.task.await;
+        let _ = self.state.agents.flush_seen(&self.state.store).await;
     }
 
     /// Waits until the server stops by itself.
@@ -182,7 +189,20 @@ pub async fn start(
         body_limit_bytes: config.body_limit_bytes,
     };
     let first_admin = first_admin(&store, bootstrap_token.as_ref(), &settings, clock.now()).await?;
-    let state = AppState { store, clock, settings: Arc::new(settings) };
+    let keys_dir = config.data_dir.join("keys");
+    let keys = if config.insecure_http {
+        None
+    } else {
+        Some(tls::load_or_create(&keys_dir, &config.server_names)?)
+    };
+    let agents = agents::Agents::new(
+        signing::load_or_create(&keys_dir)?,
+        keys.as_ref().map(|k| k.ca_pem.clone()),
+        keys.as_ref().map(|k| k.ca_fingerprint.clone()),
+        config.agent_interval_seconds,
+        config.enrolment_hours,
+    );
+    let state = AppState { store, clock, settings: Arc::new(settings), agents: Arc::new(agents) };
 
     let listener = std::net::TcpListener::bind(config.listen)
         .map_err(|source| ServeError::Listen { addr: config.listen, source })?;
@@ -194,19 +214,35 @@ pub async fn start(
         .map_err(|source| ServeError::Listen { addr: config.listen, source })?;
     let handle = axum_server::Handle::new();
     let service = app(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
-    let (task, keys, url) = if config.insecure_http {
-        let server = axum_server::from_tcp(listener)
-            .map_err(|source| ServeError::Listen { addr, source })?
-            .handle(handle.clone());
-        (tokio::spawn(server.serve(service)), None, format!("http://{addr}"))
-    } else {
-        let keys = tls::load_or_create(&config.data_dir.join("keys"), &config.server_names)?;
-        let rustls = axum_server::tls_rustls::RustlsConfig::from_config(keys.server.clone());
-        let server = axum_server::from_tcp_rustls(listener, rustls)
-            .map_err(|source| ServeError::Listen { addr, source })?
-            .handle(handle.clone());
-        (tokio::spawn(server.serve(service)), Some(keys), format!("https://{addr}"))
+    let (task, url) = match &keys {
+        None => {
+            let server = axum_server::from_tcp(listener)
+                .map_err(|source| ServeError::Listen { addr, source })?
+                .handle(handle.clone());
+            (tokio::spawn(server.serve(service)), format!("http://{addr}"))
+        }
+        Some(keys) => {
+            let rustls = axum_server::tls_rustls::RustlsConfig::from_config(keys.server.clone());
+            let server = axum_server::from_tcp_rustls(listener, rustls)
+                .map_err(|source| ServeError::Listen { addr, source })?
+                .handle(handle.clone());
+            (tokio::spawn(server.serve(service)), format!("https://{addr}"))
+        }
     };
+    let sweeper = tokio::spawn(sweep_loop(state.clone()));
     tracing::info!(%url, "listening");
-    Ok(Running { addr, url, keys, first_admin, state, handle, task })
+    Ok(Running { addr, url, keys, first_admin, state, handle, task, sweeper })
+}
+
+/// Runs `work::sweep` every `agents::CACHE_SECONDS` until the server stops.
+async fn sweep_loop(state: AppState) {
+    let period = std::time::Duration::from_secs(agents::CACHE_SECONDS.unsigned_abs());
+    let mut ticks = tokio::time::interval(period);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        if let Err(err) = work::sweep(&state, state.clock.now()).await {
+            tracing::warn!(error = ?err, "the sweep failed; it runs again shortly");
+        }
+    }
 }

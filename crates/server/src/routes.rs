@@ -3,14 +3,15 @@
 //! miss one that does.
 
 use axum::Json;
+use axum::extract::DefaultBodyLimit;
 use axum::extract::{Path, State};
 use axum::http::Method;
-use axum::routing::{MethodRouter, get, post};
+use axum::routing::{MethodRouter, get, post, put};
 use patchwarden_core::Verb;
 use serde_json::{Map, Value, json};
 
 use crate::AppState;
-use crate::api::{accounts, log, policy, requests, systems};
+use crate::api::{accounts, agent, endpoints, log, policy, requests, systems};
 use crate::auth::Caller;
 use crate::body::RawBody;
 
@@ -66,6 +67,22 @@ impl Route {
 
     fn public(mut self) -> Self {
         self.public = true;
+        self
+    }
+
+    /// An agent's message: described by the protocol crate, not here.
+    fn agent_body(mut self) -> Self {
+        self.body =
+            Some(json!({ "type": "object", "description": "see the patchwarden-protocol crate" }));
+        self
+    }
+
+    /// An agent's route: its own credential, not a person's token, and the
+    /// protocol's message size limit.
+    fn agent(mut self) -> Self {
+        self.public = true;
+        self.handler =
+            self.handler.layer(DefaultBodyLimit::max(patchwarden_protocol::MAX_MESSAGE_BYTES));
         self
     }
 }
@@ -251,6 +268,27 @@ pub fn table() -> Vec<Route> {
         route(Method::POST, "/api/v1/policy", "policy_change", "change settings, making a new policy version (admin)", "policy")
             .body(object(&["set", "reason"], json!({ "set": { "type": "object" }, "reason": string(), "effective": instant() })))
             .handler(post(policy::change)),
+        route(Method::POST, "/api/v1/endpoints/enrolment-tokens", "enrolment_token", "a single-use, expiring enrolment token for one environment (security officer)", "endpoints")
+            .body(object(&["system", "environment"], json!({ "system": string(), "environment": { "enum": ["test", "prod"] } })))
+            .handler(post(endpoints::enrolment_token)),
+        route(Method::GET, "/api/v1/endpoints", "endpoint_list", "enrolled endpoints, by system", "endpoints").handler(get(endpoints::list)),
+        route(Method::GET, "/api/v1/endpoints/{id}", "endpoint_show", "one endpoint with its inventory's summary", "endpoints").handler(get(endpoints::show)),
+        route(Method::GET, "/api/v1/endpoints/{id}/inventory", "endpoint_inventory", "an endpoint's latest whole inventory", "endpoints").handler(get(endpoints::inventory)),
+        route(Method::GET, "/api/v1/endpoints/{id}/changes", "endpoint_changes", "what each of an endpoint's inventories changed", "endpoints").handler(get(endpoints::changes)),
+        route(Method::POST, "/api/v1/endpoints/{id}/revoke", "endpoint_revoke", "revoke an endpoint's credential (security officer)", "endpoints").handler(post(endpoints::revoke)),
+        route(Method::GET, "/api/v1/systems/{name}/environments/{env}", "environment_show", "how an environment is worked on: health checks, rollback, reboot", "systems").handler(get(endpoints::settings)),
+        route(Method::PUT, "/api/v1/systems/{name}/environments/{env}", "environment_set", "set how an environment is worked on (security officer)", "systems")
+            .body(json!({ "type": "object", "additionalProperties": false, "properties": {
+                "health_checks": { "type": "array" }, "rollback_on_failure": { "type": "boolean" },
+                "reboot": { "enum": ["never", "if-required", "end-of-window"] },
+                "recover_interrupted": { "type": "boolean" }, "keep_local_config": { "type": "boolean" } } }))
+            .handler(put(endpoints::set_settings)),
+        route(Method::GET, "/api/v1/requests/{id}/jobs", "request_jobs", "the jobs issued for a request, with their reports", "requests").handler(get(endpoints::request_jobs)),
+        route(Method::GET, "/api/v1/agent/ca.pem", "agent_ca", "the Patchwarden CA, which an enrolling agent checks against its token", "agent").public().handler(get(agent::ca)),
+        route(Method::POST, "/api/v1/agent/enrol", "agent_enrol", "exchange an enrolment token for the endpoint's credential", "agent").agent_body().handler(post(agent::enrol)).agent(),
+        route(Method::POST, "/api/v1/agent/check-in", "agent_check_in", "an agent's check-in: inventory hash in, open jobs out", "agent").agent_body().handler(post(agent::check_in)).agent(),
+        route(Method::PUT, "/api/v1/agent/inventory", "agent_inventory", "an agent's new inventory", "agent").agent_body().handler(put(agent::inventory)).agent(),
+        route(Method::POST, "/api/v1/agent/jobs/{id}/report", "agent_report", "a job's one report", "agent").agent_body().handler(post(agent::report)).agent(),
         route(Method::GET, "/api/v1/log", "log_show", "control log entries", "log").handler(get(log::show)),
         route(Method::GET, "/api/v1/log/verify", "log_verify", "check the control log's chain", "log").handler(get(log::verify)),
         route(Method::GET, "/api/v1/log/export", "log_export", "the control log as csv or json", "log").handler(get(log::export)),

@@ -15,8 +15,12 @@ use serde_json::{Value, json};
 pub struct Names(HashMap<AccountId, String>);
 
 impl Names {
+    /// The names of `accounts`, and the product's for its own sign-offs.
     pub fn new(accounts: &[Account]) -> Self {
-        Self(accounts.iter().map(|a| (a.id, a.name.to_string())).collect())
+        let mut names: HashMap<AccountId, String> =
+            accounts.iter().map(|a| (a.id, a.name.to_string())).collect();
+        names.insert(AccountId::PRODUCT, patchwarden_core::account::PRODUCT_ACTOR.to_owned());
+        Self(names)
     }
 
     pub fn of(&self, id: AccountId) -> Value {

@@ -170,6 +170,8 @@ async fn send_raw(
         .client
         .request(method, format!("{}{path}", server.url))
         .header("content-type", "application/json")
+        // The server may close a connection whose body it refused unread; never reuse it.
+        .header("connection", "close")
         .body(body);
     if let Some(token) = token {
         request = request.bearer_auth(token);

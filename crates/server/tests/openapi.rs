@@ -1,5 +1,8 @@
 //! The OpenAPI document describes exactly the routes the server answers: every
-//! operation it lists, called over HTTP with real ids, is neither 404 nor 405.
+//! operation it lists, called over HTTP, is routed: never 405, and never the
+//! router's own 404 for a path it does not know (a handler's 404 for a thing
+//! that does not exist, such as an endpoint id or this plain-HTTP server's CA,
+//! shows the route is there).
 
 mod common;
 
@@ -30,8 +33,9 @@ async fn every_operation_in_the_openapi_document_is_routed() {
             let body = operation.get("requestBody").map(|_| Value::Object(Default::default()));
             let (status, answer) =
                 server.call(method.clone(), &concrete, Some(&server.admin), body).await;
+            let unrouted = status == 404 && answer["error"]["message"] == "no such route";
             assert!(
-                status != 404 && status != 405,
+                status != 405 && !unrouted,
                 "{method} {concrete} ({}) answered {status}: {answer}",
                 operation["operationId"]
             );

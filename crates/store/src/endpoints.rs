@@ -448,22 +448,22 @@ impl Store {
         Ok(())
     }
 
-    /// The sequence number of the log entry that last moved `request` into
-    /// `state` from another state: the round that work belongs to.
+    /// The sequence number and time of the log entry that last moved
+    /// `request` into `state` from another state: the round that work belongs to.
     pub async fn entry_into_state(
         &self,
         request: RequestId,
         state: patchwarden_core::State,
-    ) -> StoreResult<Option<i64>> {
+    ) -> StoreResult<Option<(i64, Timestamp)>> {
         let row = sqlx::query(
-            "SELECT MAX(seq) FROM control_log WHERE request_id = $1 AND state_after = $2 \
-             AND (state_before IS NULL OR state_before <> $2)",
+            "SELECT seq, at FROM control_log WHERE request_id = $1 AND state_after = $2 \
+             AND (state_before IS NULL OR state_before <> $2) ORDER BY seq DESC LIMIT 1",
         )
         .bind(request.0)
         .bind(state.as_str())
-        .fetch_one(self.pool())
+        .fetch_optional(self.pool())
         .await?;
-        Ok(row.try_get::<Option<i64>, _>(0)?)
+        row.map(|row| Ok((row.try_get("seq")?, from_micros(row.try_get("at")?)?))).transpose()
     }
 
     /// Issues one job: allocates the endpoint's next sequence number and the

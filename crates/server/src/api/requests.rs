@@ -419,6 +419,10 @@ pub async fn apply(
     let now = state.clock.now();
     let (transition, entry) =
         state.store.apply(caller.account.name.as_str(), id, command, now).await?;
+    // The step is taken; jobs that fail to be issued now are issued by the sweep.
+    if let Err(err) = crate::work::ensure_jobs(&state, &transition.request, now).await {
+        tracing::warn!(request = %id, error = ?err, "jobs not issued yet");
+    }
     Ok(Json(json!({
         "request": request_view(&state, &transition.request).await?,
         "log_entry": views::entry(&entry),

@@ -181,6 +181,12 @@ impl TestServer {
         redeemed["token"].as_str().unwrap().to_owned()
     }
 
+    /// Runs the server's periodic sweep once, at the manual clock's time.
+    pub async fn sweep(&self) {
+        let running = self.running.as_ref().unwrap();
+        patchwarden_server::work::sweep(&running.state, self.now()).await.unwrap();
+    }
+
     pub async fn stop(mut self) {
         if let Some(running) = self.running.take() {
             running.shutdown().await;
