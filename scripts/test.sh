@@ -16,12 +16,14 @@ command -v sqlite3 >/dev/null || need+=(sqlite3)
 command -v psql >/dev/null || need+=(postgresql-client)
 command -v pg_ctlcluster >/dev/null || command -v pg_isready >/dev/null || need+=(postgresql)
 # Real package managers for the agent's sandboxes: dpkg-scanpackages, rpm and
-# rpmbuild, dnf with needs-restarting, createrepo_c and modifyrepo_c.
+# rpmbuild, dnf with needs-restarting, createrepo_c and modifyrepo_c, and
+# dpkg-repack to keep an installed package the repositories no longer carry.
 command -v dpkg-scanpackages >/dev/null || need+=(dpkg-dev)
 command -v rpmbuild >/dev/null || need+=(rpm)
 command -v dnf >/dev/null || need+=(dnf)
 [ -e /usr/lib/python3/dist-packages/dnf-plugins/needs_restarting.py ] || need+=(dnf-plugins-core)
 command -v createrepo_c >/dev/null || need+=(createrepo-c)
+command -v dpkg-repack >/dev/null || need+=(dpkg-repack)
 # rpm's own version order for the versions crate's differential test (Debian's python3).
 /usr/bin/python3 -c 'import rpm' 2>/dev/null || need+=(python3-rpm)
 if [ "${#need[@]}" -gt 0 ]; then

@@ -10,12 +10,16 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
 pub mod apt;
+pub mod client;
 pub mod collect;
 pub mod dnf;
 pub mod dpkg;
 pub mod facts;
+pub mod job;
 pub mod process;
 pub mod rpm;
+pub mod run;
+pub mod state;
 
 /// The inventory's types live with the rest of what agent and server say to each other.
 pub use patchwarden_protocol::inventory;

@@ -45,6 +45,9 @@ pub enum Command {
     /// Update requests and every step of their lifecycle.
     #[command(subcommand)]
     Request(RequestCommand),
+    /// Enrolled machines: enrolment tokens, inventories, revocation.
+    #[command(subcommand)]
+    Endpoint(EndpointCommand),
     /// The control log: through the server, or offline with --database.
     #[command(subcommand)]
     Log(LogCommand),
@@ -201,6 +204,53 @@ pub struct TokenRevokeArgs {
 }
 
 #[derive(Debug, Subcommand)]
+pub enum EndpointCommand {
+    /// A single-use, expiring token that enrols one agent into an environment.
+    EnrollToken(EnrollTokenArgs),
+    /// Enrolled endpoints.
+    List(EndpointListArgs),
+    /// One endpoint: facts, pending updates (security ones marked), reboot.
+    Show(EndpointShowArgs),
+    /// Revoke an endpoint's credential; its agent is refused from then on.
+    Revoke(EndpointRevokeArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct EnrollTokenArgs {
+    #[command(flatten)]
+    pub server: ServerArgs,
+    #[arg(long)]
+    pub system: String,
+    #[arg(long = "env", value_enum)]
+    pub environment: Environment,
+}
+
+#[derive(Debug, Args)]
+pub struct EndpointListArgs {
+    #[command(flatten)]
+    pub read: ReadArgs,
+    #[arg(long)]
+    pub system: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct EndpointShowArgs {
+    #[command(flatten)]
+    pub read: ReadArgs,
+    pub id: String,
+    /// Every installed package too, not only the pending updates.
+    #[arg(long)]
+    pub packages: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct EndpointRevokeArgs {
+    #[command(flatten)]
+    pub server: ServerArgs,
+    pub id: String,
+}
+
+#[derive(Debug, Subcommand)]
 pub enum SystemCommand {
     /// Create a system (security officer).
     Create(SystemCreateArgs),
@@ -210,6 +260,20 @@ pub enum SystemCommand {
     Show(NamedReadArgs),
     /// A system's documentation revisions.
     Documentation(NamedReadArgs),
+    /// How an environment is worked on: health checks, rollback, reboot.
+    Environment(EnvironmentArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct EnvironmentArgs {
+    #[command(flatten)]
+    pub read: ReadArgs,
+    pub name: String,
+    #[arg(value_enum)]
+    pub environment: Environment,
+    /// Replace the settings with this JSON file (security officer); without it, show them.
+    #[arg(long, value_name = "FILE")]
+    pub set: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -284,6 +348,8 @@ pub enum RequestCommand {
     Resume(VerbArgs),
     /// Record a problem found.
     Problem(ProblemArgs),
+    /// The jobs sent to endpoints for a request, with their outcomes.
+    Jobs(RequestShowArgs),
 }
 
 /// The fields of a request, as `create` and `amend` take them.

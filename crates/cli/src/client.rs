@@ -115,6 +115,10 @@ impl Api {
         self.call(Method::POST, path, Some(body), true).await
     }
 
+    pub async fn put(&self, path: &str, body: Value) -> anyhow::Result<Value> {
+        self.call(Method::PUT, path, Some(body), true).await
+    }
+
     /// A POST that needs no token: redeeming an invitation, logging in.
     pub async fn post_anonymous(&self, path: &str, body: Value) -> anyhow::Result<Value> {
         self.call(Method::POST, path, Some(body), false).await

@@ -14,6 +14,7 @@ mod client;
 mod database;
 mod demo;
 mod duration;
+mod endpoints;
 mod log_show;
 mod log_verify;
 mod people;
@@ -29,8 +30,8 @@ use std::process::ExitCode;
 use jiff::Timestamp;
 
 use crate::args::{
-    Cli, Command, ConfigCommand, LogCommand, PolicyCommand, SystemCommand, TokenCommand,
-    UserCommand, VersionCommand,
+    Cli, Command, ConfigCommand, EndpointCommand, LogCommand, PolicyCommand, SystemCommand,
+    TokenCommand, UserCommand, VersionCommand,
 };
 use crate::client::CallError;
 
@@ -119,6 +120,13 @@ async fn execute(cli: Cli, now: Timestamp) -> anyhow::Result<Outcome> {
         Command::System(SystemCommand::Show(args)) => systems::show(&args).await,
         Command::System(SystemCommand::Documentation(args)) => systems::documentation(&args).await,
         Command::Request(command) => requests::run(&command).await,
+        Command::Endpoint(EndpointCommand::EnrollToken(args)) => {
+            endpoints::enroll_token(&args).await
+        }
+        Command::Endpoint(EndpointCommand::List(args)) => endpoints::list(&args).await,
+        Command::Endpoint(EndpointCommand::Show(args)) => endpoints::show(&args).await,
+        Command::Endpoint(EndpointCommand::Revoke(args)) => endpoints::revoke(&args).await,
+        Command::System(SystemCommand::Environment(args)) => endpoints::environment(&args).await,
         Command::Log(LogCommand::Verify(args)) => log_verify::run(&args).await,
         Command::Log(LogCommand::Show(args)) => log_show::run(&args).await,
         Command::Log(LogCommand::Export(args)) => log_show::export(&args).await,

@@ -48,6 +48,7 @@ pub async fn run(command: &RequestCommand) -> anyhow::Result<Outcome> {
         RequestCommand::Pause(args) => with_reason(args, "pause").await,
         RequestCommand::Resume(args) => step(args, "resume", json!({})).await,
         RequestCommand::Problem(args) => problem(args).await,
+        RequestCommand::Jobs(args) => crate::endpoints::request_jobs(args).await,
     }
 }
 

@@ -460,3 +460,50 @@ impl RpmSandbox {
         run(self.dnf().arg("install").args(names));
     }
 }
+
+/// Additions for the job executor's tests.
+impl DebSandbox {
+    /// Builds `name` `version` with one conffile `path` (absolute, e.g. `/etc/pw.conf`) holding
+    /// `content`, and no maintainer scripts, into `repository`, and indexes it again.
+    pub fn publish_with_conffile(
+        &self,
+        repository: &DebRepository,
+        name: &str,
+        version: &str,
+        path: &str,
+        content: &str,
+    ) {
+        let build = self.dir.path().join("build").join(format!("{name}_{version}_all-conffile"));
+        fs::create_dir_all(build.join("DEBIAN")).expect("DEBIAN folder");
+        let file = build.join(path.trim_start_matches('/'));
+        fs::create_dir_all(file.parent().expect("conffile folder")).expect("conffile folder");
+        fs::write(&file, content).expect("conffile");
+        fs::write(build.join("DEBIAN/conffiles"), format!("{path}\n")).expect("conffiles");
+        let control = format!(
+            "Package: {name}\nVersion: {version}\nArchitecture: all\n\
+             Maintainer: Patchwarden tests <tests@example.org>\nDescription: test package {name}\n"
+        );
+        fs::write(build.join("DEBIAN/control"), control).expect("control file");
+        let deb = repository.dir.join(format!("{name}_{version}_all.deb"));
+        run(tool("dpkg-deb").args(["--root-owner-group", "--build"]).arg(&build).arg(&deb));
+        self.index(repository);
+    }
+
+    /// Takes `name` `version` (an `all` package) out of `repository` and indexes it again; the
+    /// sandbox still sees it until `apt-get update`.
+    pub fn withdraw(&self, repository: &DebRepository, name: &str, version: &str) {
+        fs::remove_file(repository.dir.join(format!("{name}_{version}_all.deb")))
+            .expect("the package is in the repository");
+        self.index(repository);
+    }
+}
+
+/// Additions for the job executor's tests.
+impl RpmSandbox {
+    /// Takes `name-version-release.noarch.rpm` out of the repository and indexes it again.
+    pub fn withdraw(&self, name: &str, version: &str, release: &str) {
+        fs::remove_file(self.repo().join(format!("{name}-{version}-{release}.noarch.rpm")))
+            .expect("the package is in the repository");
+        self.index();
+    }
+}
