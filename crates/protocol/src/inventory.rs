@@ -257,13 +257,42 @@ impl Inventory {
     /// `patchwarden-inventory <format>\n` then the normalised inventory as JSON with sorted
     /// object keys and no white space.
     pub fn canonical_bytes(&self) -> Vec<u8> {
-        let mut normalised = self.clone();
-        normalised.normalise();
-        let mut out = format!("patchwarden-inventory {}\n", normalised.format).into_bytes();
-        // Serialising plain data into a `Value` cannot fail: every map key is a string.
-        let value = serde_json::to_value(&normalised).unwrap_or(Value::Null);
-        write_canonical(&value, &mut out);
+        if !self.is_normalised() {
+            let mut normalised = self.clone();
+            normalised.normalise();
+            return normalised.canonical_bytes();
+        }
+        // The top level's keys in byte order: facts, format, package_manager, packages,
+        // pending. Packages, the bulk of an inventory, are written field by field in
+        // that same order; the rest goes through `Value`. A test holds this equal to
+        // writing the whole inventory through `Value`.
+        let mut out = format!("patchwarden-inventory {}\n", self.format).into_bytes();
+        out.extend_from_slice(b"{\"facts\":");
+        write_canonical(&serde_json::to_value(&self.facts).unwrap_or(Value::Null), &mut out);
+        out.extend_from_slice(b",\"format\":");
+        write_scalar(&self.format, &mut out);
+        out.extend_from_slice(b",\"package_manager\":");
+        write_scalar(&self.package_manager, &mut out);
+        out.extend_from_slice(b",\"packages\":[");
+        for (index, package) in self.packages.iter().enumerate() {
+            if index > 0 {
+                out.push(b',');
+            }
+            write_package(package, &mut out);
+        }
+        out.extend_from_slice(b"],\"pending\":");
+        write_canonical(&serde_json::to_value(&self.pending).unwrap_or(Value::Null), &mut out);
+        out.push(b'}');
         out
+    }
+
+    /// Whether every list is already in the order `normalise` gives it.
+    fn is_normalised(&self) -> bool {
+        self.packages.is_sorted()
+            && self.pending.is_sorted()
+            && self.pending.iter().all(|update| update.repositories.is_sorted())
+            && self.facts.competing_updaters.is_sorted()
+            && self.facts.reboot.reasons.is_sorted()
     }
 }
 
@@ -288,14 +317,39 @@ fn write_canonical(value: &Value, out: &mut Vec<u8>) {
                 if index > 0 {
                     out.push(b',');
                 }
-                out.extend_from_slice(Value::String(key.clone()).to_string().as_bytes());
+                write_scalar(key, out);
                 out.push(b':');
                 write_canonical(item, out);
             }
             out.push(b'}');
         }
-        scalar => out.extend_from_slice(scalar.to_string().as_bytes()),
+        scalar => write_scalar(scalar, out),
     }
+}
+
+/// One installed package, its keys in byte order.
+fn write_package(package: &InstalledPackage, out: &mut Vec<u8>) {
+    out.extend_from_slice(b"{\"architecture\":");
+    write_scalar(&package.architecture, out);
+    out.extend_from_slice(b",\"held\":");
+    write_scalar(&package.held, out);
+    out.extend_from_slice(b",\"name\":");
+    write_scalar(&package.name, out);
+    out.extend_from_slice(b",\"source_name\":");
+    write_scalar(&package.source_name, out);
+    out.extend_from_slice(b",\"source_version\":");
+    write_scalar(&package.source_version, out);
+    out.extend_from_slice(b",\"state\":");
+    write_scalar(&package.state, out);
+    out.extend_from_slice(b",\"version\":");
+    write_scalar(&package.version, out);
+    out.push(b'}');
+}
+
+/// A string, number, boolean or null as serde_json writes it.
+fn write_scalar<T: Serialize + ?Sized>(scalar: &T, out: &mut Vec<u8>) {
+    // Writing a string or a JSON scalar into a `Vec` cannot fail.
+    let _ = serde_json::to_writer(&mut *out, scalar);
 }
 
 #[cfg(test)]
@@ -423,6 +477,40 @@ pub(crate) mod tests {
             "a5d5474a5979d740e83fdfc933d4ce070037d0255fbca730e5f6ddc05ad434c1",
             "a changed encoding needs a new INVENTORY_FORMAT"
         );
+    }
+
+    /// The reference encoding: the whole normalised inventory through `Value`.
+    fn canonical_through_value(inventory: &Inventory) -> Vec<u8> {
+        let mut normalised = inventory.clone();
+        normalised.normalise();
+        let mut out = format!("patchwarden-inventory {}\n", normalised.format).into_bytes();
+        write_canonical(&serde_json::to_value(&normalised).unwrap(), &mut out);
+        out
+    }
+
+    #[test]
+    fn the_fast_encoding_equals_the_reference_one() {
+        let mut odd = package("na\u{ef}ve-\"quoted\"\\pkg\n", "1:2.0~rc1+dfsg-3");
+        odd.held = true;
+        odd.state = PackageState::HalfConfigured;
+        odd.source_name = "t\u{e9}st\t".into();
+        let mut unsorted = inventory();
+        unsorted.packages.push(odd);
+        unsorted.packages.reverse();
+        unsorted
+            .pending
+            .push(PendingUpdate { kept_back: Some(KeptBackReason::Held), ..security_update() });
+        unsorted.facts.reboot =
+            RebootStatus::from_reasons(vec![RebootReason::NewerKernelInstalled {
+                running: "6.1.0-18-amd64".into(),
+                newest: "6.1.0-27-amd64".into(),
+            }]);
+        for case in [inventory(), unsorted] {
+            assert_eq!(
+                String::from_utf8(case.canonical_bytes()).unwrap(),
+                String::from_utf8(canonical_through_value(&case)).unwrap()
+            );
+        }
     }
 
     #[test]

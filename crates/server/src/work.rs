@@ -16,7 +16,9 @@
 //! started) for the policy's default work hours; for production, the plan's
 //! start and duration.
 
+use std::borrow::Cow;
 use std::cmp::Ordering;
+use std::collections::{HashMap, HashSet};
 
 use jiff::{SignedDuration, Timestamp};
 use patchwarden_core::lifecycle::{Evidence, WorkReport};
@@ -32,6 +34,7 @@ use patchwarden_protocol::{
 use patchwarden_store::{EndpointAuth, JobRecord, ReportRecorded, RequestFilter, StoreError};
 use patchwarden_versions::Format;
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use serde_json::{Value, json};
 
 use crate::AppState;
@@ -305,22 +308,52 @@ async fn finish_round(state: &AppState, job: &JobRecord, now: Timestamp) -> ApiR
     }
 }
 
-/// Keeps a new inventory with its delta, and looks for newer versions.
+/// An inventory message: the hash the agent computed and the inventory as sent.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Upload<'a> {
+    hash: String,
+    #[serde(borrow)]
+    inventory: &'a RawValue,
+}
+
+/// Checks an agent's inventory message (parses, hash matches) and keeps it.
+pub async fn accept_inventory(
+    state: &AppState,
+    endpoint: &EndpointAuth,
+    body: &[u8],
+    now: Timestamp,
+) -> ApiResult<()> {
+    let upload: Upload<'_> = serde_json::from_slice(body)
+        .map_err(|err| ApiError::invalid(format!("the message is not valid: {err}")))?;
+    let inventory: Inventory = serde_json::from_str(upload.inventory.get()).map_err(|err| {
+        ApiError::invalid_field("inventory", format!("the inventory is not valid: {err}"))
+    })?;
+    let computed = inventory.hash();
+    if computed != upload.hash {
+        return Err(ApiError::invalid_field(
+            "hash",
+            format!("the inventory hashes to {computed}, not to the {} sent with it", upload.hash),
+        ));
+    }
+    ingest_inventory(state, endpoint, &inventory, upload.inventory.get(), &computed, now).await
+}
+
+/// Keeps a new inventory (`text` is its JSON as received) with its delta,
+/// and looks for newer versions.
 pub async fn ingest_inventory(
     state: &AppState,
     endpoint: &EndpointAuth,
     inventory: &Inventory,
+    text: &str,
     hash: &str,
     now: Timestamp,
 ) -> ApiResult<()> {
-    let previous: Option<Inventory> = state
-        .store
-        .endpoint_inventory(endpoint.id)
-        .await?
-        .and_then(|(_, text)| serde_json::from_str(&text).ok());
+    let previous = state.store.endpoint_inventory(endpoint.id).await?;
+    let previous: Option<Previous<'_>> =
+        previous.as_ref().and_then(|(_, text)| serde_json::from_str(text).ok());
     let delta = delta(previous.as_ref(), inventory);
-    let body = serde_json::to_string(inventory).map_err(ApiError::internal)?;
-    state.store.record_inventory(endpoint.id, hash, &body, &delta, now).await?;
+    state.store.record_inventory(endpoint.id, hash, text, &delta, now).await?;
     state.agents.note_inventory(endpoint.id, hash);
     if endpoint.environment == EnvironmentKind::Test {
         newer_versions(state, endpoint, inventory, now).await?;
@@ -328,39 +361,61 @@ pub async fn ingest_inventory(
     Ok(())
 }
 
+/// What the delta needs of the previous inventory, read without copying its strings.
+#[derive(Debug, Deserialize)]
+pub struct Previous<'a> {
+    #[serde(borrow)]
+    packages: Vec<PreviousPackage<'a>>,
+    facts: patchwarden_protocol::inventory::Facts,
+}
+
+#[derive(Debug, Deserialize)]
+struct PreviousPackage<'a> {
+    #[serde(borrow)]
+    name: Cow<'a, str>,
+    #[serde(borrow)]
+    architecture: Cow<'a, str>,
+    #[serde(borrow)]
+    version: Cow<'a, str>,
+    state: patchwarden_protocol::inventory::PackageState,
+    held: bool,
+}
+
 /// What changed between two inventories: packages added, removed or changed.
-pub fn delta(previous: Option<&Inventory>, next: &Inventory) -> Value {
-    let key = |p: &patchwarden_protocol::inventory::InstalledPackage| {
-        (p.name.clone(), p.architecture.clone())
-    };
-    let before: std::collections::HashMap<_, _> =
-        previous.map(|inv| inv.packages.iter().map(|p| (key(p), p)).collect()).unwrap_or_default();
-    let after: std::collections::HashMap<_, _> =
-        next.packages.iter().map(|p| (key(p), p)).collect();
+pub fn delta(previous: Option<&Previous<'_>>, next: &Inventory) -> Value {
+    let before: HashMap<(&str, &str), &PreviousPackage<'_>> = previous
+        .map(|p| p.packages.iter().map(|p| ((&*p.name, &*p.architecture), p)).collect())
+        .unwrap_or_default();
+    let mut seen = HashSet::with_capacity(next.packages.len());
     let mut added = Vec::new();
     let mut changed = Vec::new();
-    for (k, package) in &after {
-        match before.get(k) {
+    for package in &next.packages {
+        let key = (package.name.as_str(), package.architecture.as_str());
+        seen.insert(key);
+        match before.get(&key) {
             None => added.push(json!([package.name, package.architecture, package.version])),
-            Some(old) if old != package => changed.push(json!([
-                package.name,
-                package.architecture,
-                old.version,
-                package.version,
-                package.state.as_str(),
-                package.held,
-            ])),
+            Some(old)
+                if old.version != package.version
+                    || old.state != package.state
+                    || old.held != package.held =>
+            {
+                changed.push(json!([
+                    package.name,
+                    package.architecture,
+                    old.version,
+                    package.version,
+                    package.state.as_str(),
+                    package.held,
+                ]));
+            }
             Some(_) => {}
         }
     }
-    let removed: Vec<Value> = before
+    let mut removed: Vec<Value> = before
         .iter()
-        .filter(|(k, _)| !after.contains_key(*k))
+        .filter(|(key, _)| !seen.contains(*key))
         .map(|(_, p)| json!([p.name, p.architecture, p.version]))
         .collect();
-    added.sort_by_key(Value::to_string);
-    changed.sort_by_key(Value::to_string);
-    let mut removed = removed;
     removed.sort_by_key(Value::to_string);
     json!({
         "first": previous.is_none(),

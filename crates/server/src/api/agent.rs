@@ -14,20 +14,42 @@ use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use jiff::Timestamp;
-use patchwarden_protocol::inventory::Inventory;
 use patchwarden_protocol::{
     CheckIn, CheckInAnswer, EnrolAnswer, EnrolRequest, JobReport, MAX_MESSAGE_BYTES,
     PROTOCOL_VERSION, SignedJob, VERSION_HEADER,
 };
 use patchwarden_store::{EndpointAuth, Enrolment};
-use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
 use crate::error::{ApiError, ApiResult};
 use crate::{AppState, secrets, work};
 
-/// An agent's message: read within the protocol's size limit and parsed.
+/// An agent's message as bytes: its protocol version checked, read within the
+/// protocol's size limit.
+#[derive(Debug)]
+pub struct AgentBytes(pub Bytes);
+
+impl FromRequest<AppState> for AgentBytes {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
+        check_protocol(req.headers())?;
+        match Bytes::from_request(req, state).await {
+            Ok(bytes) => Ok(Self(bytes)),
+            Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+                Err(ApiError::TooLarge(format!(
+                    "the message is larger than the limit of {MAX_MESSAGE_BYTES} bytes"
+                )))
+            }
+            Err(rejection) => {
+                Err(ApiError::invalid(format!("the message could not be read: {rejection}")))
+            }
+        }
+    }
+}
+
+/// An agent's message, parsed.
 #[derive(Debug)]
 pub struct AgentBody<T>(pub T);
 
@@ -35,20 +57,7 @@ impl<T: DeserializeOwned> FromRequest<AppState> for AgentBody<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
-        check_protocol(req.headers())?;
-        let bytes = match Bytes::from_request(req, state).await {
-            Ok(bytes) => bytes,
-            Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-                return Err(ApiError::TooLarge(format!(
-                    "the message is larger than the limit of {MAX_MESSAGE_BYTES} bytes"
-                )));
-            }
-            Err(rejection) => {
-                return Err(ApiError::invalid(format!(
-                    "the message could not be read: {rejection}"
-                )));
-            }
-        };
+        let AgentBytes(bytes) = AgentBytes::from_request(req, state).await?;
         serde_json::from_slice(&bytes)
             .map(AgentBody)
             .map_err(|err| ApiError::invalid(format!("the message is not valid: {err}")))
@@ -196,28 +205,13 @@ pub async fn check_in(
     }))
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct InventoryUpload {
-    hash: String,
-    inventory: Inventory,
-}
-
 /// `PUT /api/v1/agent/inventory`: the endpoint's new inventory, kept as a delta.
 pub async fn inventory(
     State(state): State<AppState>,
     AgentCaller(endpoint): AgentCaller,
-    AgentBody(body): AgentBody<InventoryUpload>,
+    AgentBytes(body): AgentBytes,
 ) -> ApiResult<StatusCode> {
-    let computed = body.inventory.hash();
-    if computed != body.hash {
-        return Err(ApiError::invalid_field(
-            "hash",
-            format!("the inventory hashes to {computed}, not to the {} sent with it", body.hash),
-        ));
-    }
-    let now = state.clock.now();
-    work::ingest_inventory(&state, &endpoint, &body.inventory, &computed, now).await?;
+    work::accept_inventory(&state, &endpoint, &body, state.clock.now()).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
