@@ -78,6 +78,10 @@ struct RunArgs {
     /// Seconds between check-ins, instead of the server's interval.
     #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..))]
     interval: Option<u64>,
+    /// Fetch apt's package lists (`apt-get update`) every this many hours before a
+    /// collection, the first time at start; 0 never.
+    #[arg(long, value_name = "HOURS", default_value_t = 6)]
+    refresh_lists_hours: u64,
     /// The `systemctl` for unit checks and the reboot (a stand-in in tests).
     #[arg(long, value_name = "PROGRAM", default_value = "systemctl")]
     systemctl: PathBuf,
@@ -136,8 +140,13 @@ fn enroll(args: EnrollArgs) -> anyhow::Result<()> {
 }
 
 fn run(args: RunArgs) -> anyhow::Result<()> {
-    let mut inventory =
-        MachineInventory { system: package_system(&args)?, facts: fact_sources(&args) };
+    let mut inventory = MachineInventory {
+        system: package_system(&args)?,
+        facts: fact_sources(&args),
+        refresh_every: (args.refresh_lists_hours > 0)
+            .then(|| Duration::from_secs(args.refresh_lists_hours * 3600)),
+        refreshed_at: None,
+    };
     let options =
         RunOptions { scan_only: args.scan_only, interval: args.interval.map(Duration::from_secs) };
 

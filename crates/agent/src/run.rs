@@ -3,9 +3,10 @@
 //! One cycle: send reports the server has not confirmed yet; collect the inventory and hash
 //! it; check in with the hash, the agent's clock and the last job sequence; upload the
 //! inventory when the server does not hold that hash; open each signed job with the server's
-//! key and refuse a bad one with a `Refused` report; for a good one, persist its sequence
-//! *before* it runs, so a replay after a crash is refused, then hand it to the [`JobRunner`];
-//! send each report until the server answers, then let the runner forget it.
+//! key and refuse a bad one with a `Refused` report; for a good one, let the [`JobRunner`] keep
+//! it (so that a crash from then on leaves it to be finished at the next start), persist its
+//! sequence *before* it runs (so that a replay after a crash is refused), then hand it to the
+//! runner; send each report until the server answers, then let the runner forget it.
 //!
 //! Between cycles the loop waits the interval with ±20% jitter, or backs off after a failure,
 //! on a channel that a signal handler also uses, so SIGTERM ends the wait at once and never
@@ -48,6 +49,13 @@ pub fn system_clock() -> Timestamp {
 pub trait JobRunner {
     /// Reports of jobs an earlier run of the agent finished or undid, not yet acknowledged.
     fn resume(&mut self) -> Vec<JobReport>;
+    /// Keeps a checked job before its sequence is recorded, so that an agent killed after this
+    /// finds it in [`Self::resume`] at its next start: once the sequence is on disk the server
+    /// does not send the job again. By default nothing is kept.
+    fn accept(&mut self, job: &Job) -> Result<(), String> {
+        let _ = job;
+        Ok(())
+    }
     /// Runs a job whose signature, endpoint, expiry and sequence were checked.
     fn execute(&mut self, job: &Job) -> Executed;
     /// The server has the report of `job_id`: the runner may forget it.
@@ -98,10 +106,34 @@ pub trait InventorySource {
 pub struct MachineInventory {
     pub system: PackageSystem,
     pub facts: FactSources,
+    /// How often apt's package lists are fetched again before a collection
+    /// (`apt-get update`); `None` never. dnf's `check-update` refreshes
+    /// metadata that has expired by itself.
+    pub refresh_every: Option<Duration>,
+    /// When the lists were last fetched by this process.
+    pub refreshed_at: Option<std::time::Instant>,
+}
+
+impl MachineInventory {
+    /// Fetches apt's lists when they are due; a failure is logged and the
+    /// lists already on the machine are used.
+    fn refresh_lists(&mut self) {
+        let (Some(every), PackageSystem::Apt(apt)) = (self.refresh_every, &self.system) else {
+            return;
+        };
+        if self.refreshed_at.is_some_and(|at| at.elapsed() < every) {
+            return;
+        }
+        self.refreshed_at = Some(std::time::Instant::now());
+        if let Err(err) = apt.update_lists() {
+            tracing::warn!(error = %err, "cannot fetch the package lists; pending updates are computed from the lists on the machine");
+        }
+    }
 }
 
 impl InventorySource for MachineInventory {
     fn collect(&mut self) -> Result<Inventory, CollectError> {
+        self.refresh_lists();
         collect_inventory(&self.system, &self.facts)
     }
 }
@@ -440,6 +472,15 @@ impl<'a> Agent<'a> {
             }
         };
 
+        // The runner keeps the job before its sequence is on disk: the server does not send
+        // a job again once the agent says it saw its sequence, so a job known only by its
+        // sequence would be lost to a crash. Should keeping it fail, running it reports that.
+        if !self.options.scan_only
+            && let Err(problem) = self.runner.accept(&job)
+        {
+            tracing::warn!(job.id = job.id, problem, "cannot keep the job before running it");
+        }
+
         // The sequence is on disk before anything runs: after a crash this job is a replay.
         self.state_dir.record_sequence(job.sequence)?;
         self.state.last_sequence = job.sequence;
@@ -654,6 +695,10 @@ impl JobRunner for ExecutorRunner {
         self.0.resume()
     }
 
+    fn accept(&mut self, job: &Job) -> Result<(), String> {
+        self.0.accept(job).map_err(|err| err.to_string())
+    }
+
     fn execute(&mut self, job: &Job) -> Executed {
         match self.0.execute(job) {
             crate::job::Execution::Report(report) => Executed::Finished(Box::new(report)),
@@ -672,6 +717,8 @@ impl JobRunner for ExecutorRunner {
     }
 
     fn acknowledge(&mut self, job_id: i64) {
+        // The server has the report; the journal does not know it yet.
+        self.0.halt_point("report-sent", job_id);
         if let Err(err) = self.0.acknowledge(job_id) {
             tracing::warn!(job = job_id, error = %err, "cannot mark the job's report as received");
         }

@@ -86,6 +86,9 @@ pub struct UpArgs {
     /// The loopback address and port to serve plain HTTP on.
     #[arg(long, default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
+    /// Do not run this machine's agent.
+    #[arg(long)]
+    pub no_agent: bool,
 }
 
 #[derive(Debug, Args)]

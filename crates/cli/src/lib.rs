@@ -15,6 +15,7 @@ mod database;
 mod demo;
 mod duration;
 mod endpoints;
+mod local_agent;
 mod log_show;
 mod log_verify;
 mod people;

@@ -1,11 +1,13 @@
 //! `patchwarden serve`, `patchwarden up` and `patchwarden config example`:
 //! starting the server and telling the person at the terminal how to reach it.
 //!
-//! Both run until SIGINT or SIGTERM, then stop accepting connections and let
+//! `up` also enrols and runs this machine's agent, in-process and scan-only
+//! (`local_agent`). Both run until SIGINT or SIGTERM, then stop accepting connections and let
 //! the requests in flight finish. Secrets printed here (the first admin's and
 //! the demo people's invitations) are printed once, to stdout, and never logged.
 
 use std::io::Write;
+use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::Context;
@@ -13,6 +15,7 @@ use patchwarden_server::up::ShownInvitation;
 use patchwarden_server::{Config, FirstAdmin, SystemClock, config};
 
 use crate::args::{ServeArgs, UpArgs};
+use crate::local_agent::{self, LocalAgent};
 use crate::{Outcome, render};
 
 /// Loads the configuration: defaults, the file, the environment, then the flags.
@@ -78,11 +81,19 @@ pub async fn up(args: &UpArgs) -> anyhow::Result<Outcome> {
         .await
         .with_context(|| format!("cannot start in '{}'", args.data_dir.display()))?;
 
+    let url = started.running.url.clone();
+    let agent = if args.no_agent { None } else { local_agent(&started, &args.data_dir).await };
+
     let mut out = render::stdout();
-    let url = &started.running.url;
     writeln!(out, "Patchwarden is running at {url}")?;
     writeln!(out, "data: {} (SQLite); stop with Ctrl-C\n", args.data_dir.display())?;
     writeln!(out, "The system '{}' stands for this machine.", started.system)?;
+    if agent.is_some() {
+        writeln!(
+            out,
+            "This machine's agent reports to it (scan-only, every minute): see it with\n  patchwarden endpoint list    and    patchwarden endpoint show 1"
+        )?;
+    }
     print_invitations(&mut out, &started.invitations)?;
     writeln!(out, "\nIn another terminal:")?;
     writeln!(out, "  export PATCHWARDEN_SERVER={url}")?;
@@ -90,7 +101,39 @@ pub async fn up(args: &UpArgs) -> anyhow::Result<Outcome> {
     out.flush()?;
     drop(out);
 
-    wait_and_stop(started.running).await
+    let stopped = wait_and_stop(started.running).await;
+    if let Some(agent) = agent {
+        tokio::task::spawn_blocking(move || agent.stop()).await.ok();
+    }
+    stopped
+}
+
+/// Enrols this machine's agent on first start and starts it; a failure is
+/// reported and `up` goes on without it.
+async fn local_agent(started: &patchwarden_server::up::Up, data_dir: &Path) -> Option<LocalAgent> {
+    let data_dir = data_dir.to_owned();
+    let result: anyhow::Result<Option<LocalAgent>> = async {
+        if !local_agent::enrolled(&data_dir) {
+            let token = patchwarden_server::up::local_enrolment_token(
+                &started.running,
+                &started.system,
+                &SystemClock,
+            )
+            .await?;
+            let url = started.running.url.clone();
+            let dir = data_dir.clone();
+            tokio::task::spawn_blocking(move || local_agent::enrol(&url, token, &dir)).await??;
+        }
+        local_agent::start(&data_dir)
+    }
+    .await;
+    match result {
+        Ok(agent) => agent,
+        Err(err) => {
+            eprintln!("warning: this machine's agent does not run: {err:#}");
+            None
+        }
+    }
 }
 
 fn print_invitations(out: &mut impl Write, shown: &[ShownInvitation]) -> std::io::Result<()> {

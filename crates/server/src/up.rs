@@ -121,6 +121,33 @@ async fn demo_organisation(store: &Store, clock: &dyn Clock) -> Result<String, S
     Ok(name.to_string())
 }
 
+/// A single-use token that enrols this machine's agent into the local
+/// system's test environment, issued in the demo officer's name.
+pub async fn local_enrolment_token(
+    running: &Running,
+    system: &str,
+    clock: &dyn Clock,
+) -> Result<String, ServeError> {
+    let store = &running.state.store;
+    let officer = store.account_by_name("officer").await?;
+    let system = store.system_by_name(system).await?;
+    let secret = secrets::generate(patchwarden_protocol::enrol::ENROLMENT_PREFIX)
+        .map_err(|e| ServeError::Other(e.to_string()))?;
+    let now = clock.now();
+    store
+        .issue_enrolment_token(
+            officer.name.as_str(),
+            officer.id,
+            system.id,
+            patchwarden_core::system::EnvironmentKind::Test,
+            &secrets::digest(secret.expose()),
+            now + SignedDuration::from_hours(1),
+            now,
+        )
+        .await?;
+    Ok(secret.expose().to_owned())
+}
+
 /// Starts the server for a newcomer in `data_dir`, listening on `listen`.
 pub async fn up(
     data_dir: &Path,

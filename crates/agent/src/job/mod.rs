@@ -3,6 +3,9 @@
 //! A job says only: install these exact versions, run these health checks, roll back on a
 //! failed check or not, reboot or not. The executor's rules:
 //!
+//! - **A job is on disk before it counts as seen.** The run loop has the executor journal a
+//!   job ([`Executor::accept`]) before it records the job's sequence, after which the server
+//!   does not send that job again; so a job is never known to the agent only by its sequence.
 //! - **The phase is on disk before every side effect.** Each job has a journal
 //!   (`journal_dir/<job id>.json`, see [`journal`]); the executor saves the phase it is entering
 //!   before it does what the phase names, so an agent killed at any point finds on start what it
@@ -21,6 +24,24 @@
 //! - **A reboot is a step.** The boot id before it is journaled; after boot `resume` confirms
 //!   the new boot id and the running kernel and only then reports.
 //!
+//! **A test hook that only stops the process.** When the environment variable
+//! [`HALT_AFTER_VARIABLE`] (`PATCHWARDEN_AGENT_TEST_HALT_AFTER`) names a halt point, the
+//! executor, on reaching it, writes `journal_dir/<job id>.halted` (holding the point's name) and
+//! blocks forever, so that a test can kill the process there with SIGKILL and start it again.
+//! The points are:
+//!
+//! - a phase's name as the journal writes it (`accepted`, `versions-recorded`, ...,
+//!   `report-ready`): right after that phase was saved, before its side effect;
+//! - `job-received`: when the run loop hands a job to [`Executor::execute`], its journal
+//!   accepted and its sequence recorded;
+//! - `install-run-started`, `rollback-run-started`, `recover-run-started`: once that transient
+//!   run was started, before it is waited for (the transaction runs on, as after a crash);
+//! - `report-sent`: once the server confirmed the report, before the journal records it
+//!   ([`Executor::halt_point`], called by the run loop).
+//!
+//! The hook never changes what the executor does: unset, or naming a point the job does not
+//! pass, it is inert.
+//!
 //! `EndOfWindow` reboots are simplified: once the work succeeded, `execute` waits until the
 //! window's end (journaled as `reboot-scheduled`, so a restarted agent keeps waiting) and then
 //! reboots; the report follows the reboot. After a reboot the health checks are not run again.
@@ -35,10 +56,11 @@ mod packages;
 mod systemd;
 mod transient;
 
+use std::collections::BTreeSet;
 use std::fmt;
 use std::io;
 use std::path::PathBuf;
-use std::sync::mpsc;
+use std::sync::{Mutex, mpsc};
 use std::time::{Duration, Instant};
 
 use jiff::{SignedDuration, Timestamp};
@@ -70,6 +92,9 @@ const RUN_GRACE: Duration = Duration::from_secs(60);
 /// How many times a reboot is asked for before the job fails at the reboot.
 const REBOOT_REQUESTS: u32 = 2;
 
+/// The test hook's variable: the point at which the executor stops the process for good.
+pub const HALT_AFTER_VARIABLE: &str = "PATCHWARDEN_AGENT_TEST_HALT_AFTER";
+
 /// What the executor works with.
 pub struct ExecutorSettings {
     pub package_system: PackageSystem,
@@ -100,6 +125,10 @@ impl fmt::Debug for ExecutorSettings {
 #[derive(Debug)]
 pub struct Executor {
     settings: ExecutorSettings,
+    /// Jobs [`Executor::accept`] journaled in this process and not yet executed.
+    accepted_here: Mutex<BTreeSet<i64>>,
+    /// The test hook's halt point, read once from [`HALT_AFTER_VARIABLE`].
+    halt_after: Option<String>,
 }
 
 /// How [`Executor::execute`] returned.
@@ -154,12 +183,32 @@ pub(crate) fn pause(duration: Duration) {
 
 impl Executor {
     pub fn new(settings: ExecutorSettings) -> Self {
-        Executor { settings }
+        let halt_after = std::env::var(HALT_AFTER_VARIABLE).ok().filter(|point| !point.is_empty());
+        Executor { settings, accepted_here: Mutex::new(BTreeSet::new()), halt_after }
+    }
+
+    /// The test hook (see the module documentation): when [`HALT_AFTER_VARIABLE`] names `point`,
+    /// writes `journal_dir/<job id>.halted` and blocks this thread forever; otherwise returns.
+    pub fn halt_point(&self, point: &str, job_id: i64) {
+        if self.halt_after.as_deref() != Some(point) {
+            return;
+        }
+        let marker = self.settings.journal_dir.join(format!("{job_id}.halted"));
+        let written = std::fs::create_dir_all(&self.settings.journal_dir)
+            .and_then(|()| std::fs::write(&marker, point));
+        if let Err(error) = written {
+            tracing::error!(path = %marker.display(), %error, "cannot write the halt marker");
+        }
+        tracing::warn!(job.id = job_id, point, "halted by {HALT_AFTER_VARIABLE}");
+        loop {
+            std::thread::park();
+        }
     }
 
     /// Runs a verified job to its end (or to a reboot). A job whose journal exists already is
     /// not started again: it is resumed, or its report is returned again.
     pub fn execute(&self, job: &Job) -> Execution {
+        self.halt_point("job-received", job.id);
         self.start(job, None)
     }
 
@@ -217,25 +266,56 @@ impl Executor {
         }
     }
 
+    /// Keeps `job` as a journal in phase `accepted` without running it, so that an agent killed
+    /// from here on finds it at its next start ([`Self::resume`]). The run loop calls this
+    /// before it records the job's sequence; [`Self::execute`] then runs the job as accepted
+    /// here, not as resumed. A job with a journal already is left as it is.
+    pub fn accept(&self, job: &Job) -> Result<(), ExecutorError> {
+        let dir = &self.settings.journal_dir;
+        let journal_error =
+            |source| ExecutorError::Journal { path: Journal::path(dir, job.id), source };
+        if Journal::load(dir, job.id).map_err(journal_error)?.is_some() {
+            return Ok(());
+        }
+        let journal = self.accepted_journal(job);
+        journal.save(dir).map_err(journal_error)?;
+        if let Ok(mut accepted) = self.accepted_here.lock() {
+            accepted.insert(job.id);
+        }
+        self.halt_point(journal.phase.as_str(), job.id);
+        Ok(())
+    }
+
     fn start(&self, job: &Job, stop: Option<Phase>) -> Execution {
         let dir = &self.settings.journal_dir;
         match Journal::load(dir, job.id) {
-            Ok(Some(journal)) => return self.drive(journal, stop, true),
+            Ok(Some(journal)) => {
+                let accepted_here =
+                    self.accepted_here.lock().is_ok_and(|mut accepted| accepted.remove(&job.id));
+                return self.drive(journal, stop, !accepted_here);
+            }
             Ok(None) => {}
             Err(error) => {
                 return Execution::Report(self.broken_report(&Journal::new(job.clone()), &error));
             }
         }
+        let journal = self.accepted_journal(job);
+        if let Err(error) = journal.save(dir) {
+            return Execution::Report(self.broken_report(&journal, &error));
+        }
+        self.halt_point(journal.phase.as_str(), journal.job.id);
+        self.drive(journal, stop, false)
+    }
+
+    /// A new journal for `job`, its acceptance noted.
+    fn accepted_journal(&self, job: &Job) -> Journal {
         let mut journal = Journal::new(job.clone());
         let packages: Vec<String> =
             job.install.iter().map(|pin| format!("{}={}", pin.name, pin.version)).collect();
         let detail =
             format!("job {} for request {}: {}", job.id, job.request_id, packages.join(" "));
         self.note(&mut journal, "accept", true, detail);
-        if let Err(error) = journal.save(dir) {
-            return Execution::Report(self.broken_report(&journal, &error));
-        }
-        self.drive(journal, stop, false)
+        journal
     }
 
     /// Handles phase after phase, saving each before its side effect, until the job ends.
@@ -268,6 +348,7 @@ impl Executor {
                     if let Err(error) = journal.save(&self.settings.journal_dir) {
                         return Execution::Report(self.broken_report(&journal, &error));
                     }
+                    self.halt_point(next.as_str(), journal.job.id);
                 }
                 Next::Stopped => return Execution::Stopped { phase },
                 Next::Rebooting => return Execution::Rebooting,
@@ -909,6 +990,7 @@ impl Executor {
         if cx.stop_here {
             return Err(Next::Stopped);
         }
+        self.halt_point(&format!("{purpose}-run-started"), journal.job.id);
 
         let limit = command.timeout().saturating_mul(command.len().max(1) as u32) + RUN_GRACE;
         let result = match transient::wait(&dir, Instant::now() + limit) {

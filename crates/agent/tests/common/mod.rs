@@ -507,3 +507,34 @@ impl RpmSandbox {
         self.index();
     }
 }
+
+/// Additions for the end-to-end tests.
+impl RpmSandbox {
+    /// Writes the local repository into the install root's own `etc/yum.repos.d`, as a real
+    /// machine keeps its repositories, with `metadata_expire=0` so that every dnf call sees a
+    /// new publication: `patchwarden-agent run --dnf-installroot ROOT` then finds it without
+    /// the `--setopt` options [`Self::driver`] passes.
+    pub fn configure_root_repository(&self) {
+        let folder = self.root().join("etc/yum.repos.d");
+        fs::create_dir_all(&folder).expect("the root's repository folder");
+        let repo = format!(
+            "[{RPM_REPOSITORY}]\nname=patchwarden test packages\nbaseurl=file://{}\ngpgcheck=0\n\
+             enabled=1\nmetadata_expire=0\n",
+            self.repo().display()
+        );
+        fs::write(folder.join(format!("{RPM_REPOSITORY}.repo")), repo).expect("repo file");
+    }
+}
+
+/// Additions for the end-to-end tests.
+impl DebSandbox {
+    /// Appends `text` to the sandbox's apt configuration file (the one `APT_CONFIG` names).
+    pub fn add_apt_config(&self, text: &str) {
+        use std::io::Write;
+        let mut file = fs::OpenOptions::new()
+            .append(true)
+            .open(self.apt_config())
+            .expect("the sandbox's apt.conf");
+        file.write_all(text.as_bytes()).expect("append to apt.conf");
+    }
+}
