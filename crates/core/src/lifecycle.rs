@@ -444,8 +444,15 @@ pub fn apply(
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Evidence {
     /// Every job of an environment's round ended; `report` sums them up and
-    /// `runs` lists each endpoint's outcome for the log.
-    Runs { environment: EnvironmentKind, report: WorkReport, runs: Value },
+    /// `runs` lists each endpoint's outcome for the log. `automatic_rollback`,
+    /// when agents put old versions back on a failed check, says for the log
+    /// that the rollback was pre-approved with the plan, and by whom.
+    Runs {
+        environment: EnvironmentKind,
+        report: WorkReport,
+        runs: Value,
+        automatic_rollback: Option<Value>,
+    },
     /// A newer version of one of the request's packages reached the test
     /// endpoints after the test and before production started.
     NewerVersion { package: String, tested: String, newer: String },
@@ -475,7 +482,7 @@ pub fn apply_evidence(
     let ctx = Context { now, policy, system, actor: &product, people: &[] };
     let mut next = request.clone();
     let (verb, details) = match evidence {
-        Evidence::Runs { environment, report, runs } => {
+        Evidence::Runs { environment, report, runs, automatic_rollback } => {
             let command = match environment {
                 EnvironmentKind::Test => Command::RecordTest { report },
                 EnvironmentKind::Prod => Command::RecordProduction { report },
@@ -487,6 +494,9 @@ pub fn apply_evidence(
             }
             let mut details = step(&mut next, command, &ctx)?.details;
             details["runs"] = runs;
+            if let Some(rollback) = automatic_rollback {
+                details["automatic_rollback"] = rollback;
+            }
             (verb, details)
         }
         Evidence::NewerVersion { package, tested, newer } => {

@@ -1544,7 +1544,12 @@ fn terminal_states_refuse_every_verb_with_nothing_allowed() {
 // Evidence: the product's own steps on its agents' reports.
 
 fn runs(environment: EnvironmentKind, report: WorkReport) -> lifecycle::Evidence {
-    lifecycle::Evidence::Runs { environment, report, runs: serde_json::json!([{ "job": 1 }]) }
+    lifecycle::Evidence::Runs {
+        environment,
+        report,
+        runs: serde_json::json!([{ "job": 1 }]),
+        automatic_rollback: None,
+    }
 }
 
 #[test]

@@ -207,6 +207,12 @@ pub async fn record_report(
         "recovered_interrupted": report.recovered_interrupted,
         "rebooted": report.reboot.is_some(),
     });
+    let mut details = details;
+    let rolled_back = matches!(report.outcome, JobOutcome::RolledBack { .. });
+    if rolled_back && job.environment == EnvironmentKind::Prod {
+        let request = state.store.request(job.request).await?;
+        details["automatic_rollback"] = rollback_approval(state, &request).await?;
+    }
     let recorded =
         state.store.record_job_report(job.id, report.outcome.as_str(), &text, details, now).await?;
     if recorded == ReportRecorded::Already {
@@ -252,6 +258,7 @@ async fn finish_round(state: &AppState, job: &JobRecord, now: Timestamp) -> ApiR
     let mut runs = Vec::new();
     let mut failures = Vec::new();
     let mut all_succeeded = true;
+    let mut rolled_back = false;
     for job in &jobs {
         let report: Option<JobReport> =
             job.report.as_deref().and_then(|text| serde_json::from_str(text).ok());
@@ -261,6 +268,7 @@ async fn finish_round(state: &AppState, job: &JobRecord, now: Timestamp) -> ApiR
             Some(JobOutcome::Succeeded) => {}
             Some(failed @ (JobOutcome::Failed { .. } | JobOutcome::RolledBack { .. })) => {
                 all_succeeded = false;
+                rolled_back |= matches!(failed, JobOutcome::RolledBack { .. });
                 failures.push(format!("{hostname}: {}", outcome_detail(failed)));
             }
             _ => all_succeeded = false,
@@ -297,7 +305,13 @@ async fn finish_round(state: &AppState, job: &JobRecord, now: Timestamp) -> ApiR
         notes: Some(Text::parse("notes", &notes).map_err(ApiError::internal)?),
         problem,
     };
-    let evidence = Evidence::Runs { environment, report, runs: Value::Array(runs) };
+    let automatic_rollback = if rolled_back && environment == EnvironmentKind::Prod {
+        Some(rollback_approval(state, &request).await?)
+    } else {
+        None
+    };
+    let evidence =
+        Evidence::Runs { environment, report, runs: Value::Array(runs), automatic_rollback };
     match state.store.apply_evidence(request.id, evidence, now).await {
         Ok(_) => Ok(()),
         Err(StoreError::Refused(refusal)) => {
@@ -337,6 +351,24 @@ pub async fn accept_inventory(
         ));
     }
     ingest_inventory(state, endpoint, &inventory, upload.inventory.get(), &computed, now).await
+}
+
+/// What the log says of an automatic rollback in production: it was part of
+/// what the owner and the update officer accepted, and the operator approved,
+/// with the plan, so it needed no approval of its own.
+async fn rollback_approval(state: &AppState, request: &UpdateRequest) -> ApiResult<Value> {
+    let names = crate::views::Names::new(&state.store.accounts().await?);
+    let signoff = |signoff: Option<&patchwarden_core::request::Signoff>| {
+        signoff.map_or(Value::Null, |s| json!({ "by": names.of(s.by), "at": s.at }))
+    };
+    let plan = request.plan.as_ref();
+    Ok(json!({
+        "pre_approved": true,
+        "reason": "a rollback on a failed health check is part of the approved plan",
+        "owner_acceptance": signoff(plan.and_then(|p| p.owner_acceptance.as_ref())),
+        "officer_acceptance": signoff(plan.and_then(|p| p.officer_acceptance.as_ref())),
+        "plan_approval": signoff(plan.and_then(|p| p.approval.as_ref())),
+    }))
 }
 
 /// Keeps a new inventory (`text` is its JSON as received) with its delta,

@@ -21,6 +21,7 @@ use std::time::Duration;
 
 use patchwarden_protocol::PackagePin;
 
+use super::ROLLBACK_LOCK_WAIT;
 use super::journal::{Change, KeptFile};
 use super::packages::{
     PackageOps, PlanError, TRANSACTION_TIMEOUT, fresh_dir, same_version, single_file,
@@ -405,6 +406,10 @@ impl PackageOps for AptOps<'_> {
             return Ok(command);
         }
         let mut argv = self.apt_get(keep_local_config);
+        // Another program may take the lock between the executor's probe and this
+        // transaction: apt waits for it rather than failing the rollback at once.
+        argv.push("-o".into());
+        argv.push(format!("DPkg::Lock::Timeout={}", ROLLBACK_LOCK_WAIT.as_secs()));
         argv.push("install".into());
         argv.extend(kept.iter().map(|file| file.path.display().to_string()));
         argv.extend(remove.iter().map(|name| format!("{name}-")));

@@ -84,7 +84,7 @@ use transient::RunState;
 const LOCK_POLL: Duration = Duration::from_millis(250);
 
 /// How long a rollback waits for a lock, past the window's end if need be.
-const ROLLBACK_LOCK_WAIT: SignedDuration = SignedDuration::from_mins(10);
+pub(crate) const ROLLBACK_LOCK_WAIT: SignedDuration = SignedDuration::from_mins(10);
 
 /// How long past its commands' own limits a transient run is waited for.
 const RUN_GRACE: Duration = Duration::from_secs(60);
