@@ -122,7 +122,8 @@ async fn demo_organisation(store: &Store, clock: &dyn Clock) -> Result<String, S
 }
 
 /// A single-use token that enrols this machine's agent into the local
-/// system's test environment, issued in the demo officer's name.
+/// system's test environment; the log names the product as its issuer (the
+/// demo officer is recorded as the account it was made for).
 pub async fn local_enrolment_token(
     running: &Running,
     system: &str,
@@ -136,7 +137,7 @@ pub async fn local_enrolment_token(
     let now = clock.now();
     store
         .issue_enrolment_token(
-            officer.name.as_str(),
+            patchwarden_core::account::PRODUCT_ACTOR,
             officer.id,
             system.id,
             patchwarden_core::system::EnvironmentKind::Test,
