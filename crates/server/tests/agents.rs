@@ -6,6 +6,7 @@
 //! the request, a newer version that sends a tested request back, and bad
 //! input refused with 4xx that changes nothing.
 
+#[macro_use]
 mod common;
 
 use common::*;
@@ -20,35 +21,6 @@ use patchwarden_protocol::{
 };
 use reqwest::Method;
 use serde_json::{Value, json};
-
-macro_rules! on_both_backends {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    let server =
-                        super::TestServer::start(super::Backend::Sqlite).await.unwrap();
-                    super::$name(&server).await;
-                    server.stop().await;
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    let Some(server) = super::TestServer::start(super::Backend::Postgres).await
-                    else {
-                        return;
-                    };
-                    super::$name(&server).await;
-                    server.stop().await;
-                }
-            )*
-        }
-    };
-}
 
 on_both_backends!(
     an_enrolment_token_works_once_and_expires,

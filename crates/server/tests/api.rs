@@ -7,42 +7,13 @@
 //! Each scenario asserts the behaviour the issue and DESIGN.md ask for; the
 //! clock is the harness's manual clock, moved forward, never waited on.
 
+#[macro_use]
 mod common;
 
 use common::*;
 use jiff::SignedDuration;
 use reqwest::Method;
 use serde_json::{Value, json};
-
-/// Generates `sqlite::NAME` and `postgres::NAME` for each scenario `NAME`.
-macro_rules! on_both_backends {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    let server =
-                        super::TestServer::start(super::Backend::Sqlite).await.unwrap();
-                    super::$name(&server).await;
-                    server.stop().await;
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    let Some(server) = super::TestServer::start(super::Backend::Postgres).await
-                    else {
-                        return;
-                    };
-                    super::$name(&server).await;
-                    server.stop().await;
-                }
-            )*
-        }
-    };
-}
 
 on_both_backends!(
     the_whole_lifecycle_from_draft_to_closed_is_logged_in_order,

@@ -7,6 +7,37 @@
 
 #![allow(dead_code)]
 
+/// Generates `sqlite::NAME` and `postgres::NAME` for each scenario `NAME`.
+#[allow(unused_macros)]
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let server =
+                        super::TestServer::start(super::Backend::Sqlite).await.unwrap();
+                    super::$name(&server).await;
+                    server.stop().await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let Some(server) = super::TestServer::start(super::Backend::Postgres).await
+                    else {
+                        return;
+                    };
+                    super::$name(&server).await;
+                    server.stop().await;
+                }
+            )*
+        }
+    };
+}
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 
